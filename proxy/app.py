@@ -1,0 +1,96 @@
+"""Assembles a running proxy from a config: the one place that wires modules together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+import botocore.session
+from aiohttp import web
+
+from proxy.catalog import Catalog
+from proxy.config import ProxyConfig
+from proxy.credentials import BotocoreChainSource, Clock, CredentialSource, CredentialStore, utc_now
+from proxy.endpoints import EndpointTable
+from proxy.errors import ConfigError
+from proxy.forward import Upstream
+from proxy.headers import HeaderOptions, HeaderPolicy
+from proxy.pipeline import CheckHeaders, ChooseEndpoint, MatchOperation, Pipeline, Sign, ValidateInput
+from proxy.regions import RegionChooser, default_region, service_regions
+from proxy.server import ProxyState, create_admin_app, create_data_app
+from proxy.validate import ValidationOptions
+
+
+@dataclass(frozen=True)
+class Proxy:
+    config: ProxyConfig
+    catalog: Catalog
+    state: ProxyState
+    data_app: web.Application
+    admin_app: web.Application
+
+
+def allowed_regions(config: ProxyConfig) -> dict[str, frozenset[str]]:
+    allowed: dict[str, frozenset[str]] = {}
+    for service in config.services:
+        offered = service_regions(service)
+        narrowed = config.regions.get(service)
+        if narrowed:
+            unknown = set(narrowed) - offered
+            if unknown:
+                raise ConfigError(
+                    f"regions.{service}", f"{service} is not offered in {sorted(unknown)}; offered: {sorted(offered)}"
+                )
+            offered = frozenset(narrowed)
+        allowed[service] = offered
+    return allowed
+
+
+def botocore_session(profile: str | None) -> botocore.session.Session:
+    session = botocore.session.Session(profile=profile)
+    return session
+
+
+def build_proxy(
+    config: ProxyConfig,
+    env: Mapping[str, str],
+    *,
+    credential_source: CredentialSource | None = None,
+    clock: Clock = utc_now,
+) -> Proxy:
+    profile = config.credentials.profile or env.get("AWS_PROFILE")
+    catalog = Catalog.load(config.services)
+    allowed = allowed_regions(config)
+    chooser = RegionChooser(default_region(config.region, env, profile), allowed)
+    endpoints = EndpointTable.build(config.services, allowed, env, profile)
+    source = credential_source or BotocoreChainSource(botocore_session(profile))
+    credentials = CredentialStore(source, clock=clock)
+    head_stages = (
+        MatchOperation(catalog),
+        CheckHeaders(HeaderPolicy(HeaderOptions(**vars(config.headers)))),
+    )
+    body_stages = (
+        ValidateInput(catalog, ValidationOptions(**vars(config.validation))),
+        ChooseEndpoint(chooser, endpoints),
+        Sign(credentials, clock),
+    )
+    upstream = Upstream(config.upstream)
+    pipeline = Pipeline(head_stages, body_stages, upstream)
+    state = ProxyState(pipeline, upstream, credentials, config.limits.max_body_bytes)
+    data_app = create_data_app(state)
+    data_app.cleanup_ctx.append(_credential_refresh(credentials))
+    return Proxy(config, catalog, state, data_app, create_admin_app(state))
+
+
+def _credential_refresh(store: CredentialStore):  # type: ignore[no-untyped-def]
+    async def refresh_in_background(_: web.Application) -> AsyncIterator[None]:
+        await store.refresh()
+        task = asyncio.create_task(store.run(), name="credential-refresh")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return refresh_in_background

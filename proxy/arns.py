@@ -1,0 +1,125 @@
+"""Amazon Resource Names: a structural parser, and the ARN checks the IVS models imply.
+
+`parse_arn` answers "is this shaped like an ARN at all?" and splits it into its parts. It
+knows nothing about IVS. `ArnRule` is what `validate.py` checks an ARN-typed member
+against instead of the model's regex (see `ArnRule.from_model` for why).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import botocore.loaders
+
+
+def _known_partitions() -> frozenset[str]:
+    """The partition ids botocore knows (aws, aws-cn, aws-us-gov, aws-iso*, aws-eusc...).
+
+    Read from botocore's own partitions data, so a partition AWS adds arrives with a
+    botocore upgrade instead of a code change here.
+    """
+    data = botocore.loaders.create_loader().load_data("partitions")
+    return frozenset(p["id"] for p in data["partitions"])
+
+
+PARTITIONS: frozenset[str] = _known_partitions()
+
+# arn:<partition>:<service>:<region>:<account>:<resource>. Region and account may be
+# empty (IAM and S3 ARNs have none); the account may also be "aws" (AWS managed IAM
+# policies). Control characters never occur in a real ARN.
+_ARN = re.compile(
+    r"arn:(?P<partition>[a-z0-9-]+):(?P<service>[a-z0-9-]+):(?P<region>[a-z0-9-]*)"
+    r":(?P<account>[0-9]*|aws):(?P<resource>[^\x00-\x1f\x7f]+)",
+    re.ASCII,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Arn:
+    """A structurally valid ARN; `str(arn)` gives the original text back."""
+
+    partition: str
+    service: str
+    region: str
+    account: str
+    resource: str
+
+    @property
+    def resource_type(self) -> str:
+        """The part of `resource` before the first '/' or ':' ("channel", "function")."""
+        return re.split(r"[/:]", self.resource, maxsplit=1)[0]
+
+    def __str__(self) -> str:
+        # Lossless: parse_arn splits on the first five ':' only.
+        return f"arn:{self.partition}:{self.service}:{self.region}:{self.account}:{self.resource}"
+
+
+def parse_arn(text: object) -> Arn | None:
+    """Return the parts of `text` if it is shaped like an ARN of a known partition, else None."""
+    if not isinstance(text, str):
+        return None
+    m = _ARN.fullmatch(text)
+    if m is None or m["partition"] not in PARTITIONS:
+        return None
+    return Arn(m["partition"], m["service"], m["region"], m["account"], m["resource"])
+
+
+# Reads the model's intent out of an ARN pattern such as
+#   arn:aws:ivs:[a-z0-9-]+:[0-9]+:channel/[a-zA-Z0-9-]+
+#   ^$|^arn:aws:ivs:[a-z0-9-]+:[0-9]+:recording-configuration/[a-zA-Z0-9-]+$
+#   $|^arn:aws:lambda:[a-z0-9-]+:[0-9]{12}:function:.+.*
+#   arn:aws:ivs:[a-z0-9-]+:[0-9]+:[a-z-]/[a-zA-Z0-9-]+      (ResourceArn: no fixed type)
+_MODEL_ARN = re.compile(
+    r"arn:[^:]*:(?P<service>[a-z0-9-]+):[^:]*:[^:]*:"
+    r"(?:(?P<type>[A-Za-z][A-Za-z0-9-]*)|\[[^\]]*\][+*]?)(?P<sep>[/:])"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ArnRule:
+    """What an ARN-typed member accepts: an ARN of `service`, of `resource_type` if set."""
+
+    service: str | None  # None: any service (a shape named ...Arn with no usable pattern)
+    resource_type: str | None  # None: any type, e.g. ResourceArn of the tagging APIs
+    separator: str | None  # '/' for IVS resources, ':' for lambda "function:name"
+    allow_empty: bool  # "^$|^arn..." patterns: "" is how a caller clears the field
+    matcher: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # One regex for the whole check, built once: the per-request cost is one match.
+        # Region and account as the models have them ([a-z0-9-]+, [0-9]+: those parts of
+        # the patterns are right, and an ARN without them names no IVS resource). The id
+        # is anything without whitespace or control characters.
+        partitions = "|".join(sorted(map(re.escape, PARTITIONS), key=len, reverse=True))
+        service = re.escape(self.service) if self.service else "[a-z0-9-]+"
+        rtype = re.escape(self.resource_type) if self.resource_type else "[A-Za-z][A-Za-z0-9-]*"
+        sep = re.escape(self.separator) if self.separator else "[/:]"
+        matcher = re.compile(
+            rf"arn:({partitions}):({service}):([a-z0-9-]+):([0-9]+):({rtype}{sep}[^\s\x00-\x1f\x7f]+)"
+        )
+        object.__setattr__(self, "matcher", matcher)
+
+    @classmethod
+    def from_model(cls, pattern: str | None, allow_empty: bool) -> ArnRule:
+        """Build the rule from a model pattern (`allow_empty`: the pattern matches "").
+
+        Why not the model regex itself: it hard-codes the `aws` partition, and the
+        `ResourceArn` pattern of all three models has `[a-z-]/`, ONE character of resource
+        type, so no real ARN (`...:channel/AbCd...`) matches it although AWS accepts them.
+        """
+        m = _MODEL_ARN.search(pattern or "")
+        if m is None:
+            return cls(None, None, None, allow_empty)
+        return cls(m["service"], m["type"], m["sep"], allow_empty)
+
+    def describe(self) -> str:
+        """The expected form, for error messages."""
+        service = self.service or "<service>"
+        resource = f"{self.resource_type}{self.separator}<id>" if self.resource_type else "<type>/<id>"
+        return f"arn:<partition>:{service}:<region>:<account>:{resource}"
+
+    def check(self, text: str) -> Arn | None:
+        """Return the parsed ARN if `text` satisfies the rule (length is checked elsewhere)."""
+        m = self.matcher.fullmatch(text)
+        return None if m is None else Arn(*m.groups())

@@ -1,0 +1,249 @@
+"""The operation catalog: botocore's service models, indexed once for exact routing.
+
+Every operation of every served model is routable; nothing is hand-listed. Matching is
+exact and case-sensitive on method and on each path segment, because IVS itself is. A
+near miss (wrong case, wrong service prefix, unencoded ARN) becomes a 404 whose message
+says what the caller probably meant.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+
+import botocore.loaders
+import botocore.model
+from botocore.utils import percent_encode
+
+from proxy.errors import MethodNotAllowed, RequestInvalid, UnknownOperation
+
+#: The models this proxy serves, and where each is mounted. `ivs` is also served at `/`
+#: because that is where an SDK pointed at the proxy without a path prefix sends it.
+SERVICE_MOUNTS: Mapping[str, str] = {"ivs": "/ivs", "ivs-realtime": "/ivs-realtime", "ivschat": "/ivschat"}
+ROOT_SERVICE = "ivs"
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    name: str  # botocore's name: "ivs-realtime"
+    service_id: str  # "IVS RealTime"; names the AWS_ENDPOINT_URL_<ID> override
+    signing_name: str  # "ivs" for ivs-realtime too
+    model: botocore.model.ServiceModel = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True, eq=False)  # identity equality: each operation exists once
+class Operation:
+    service: Service
+    name: str
+    method: str
+    path_template: str
+    # One entry per path segment: the literal text, or None where a parameter goes.
+    segments: tuple[str | None, ...]
+    # Member name for each `{param}` segment, in order.
+    uri_members: tuple[str, ...]
+    # Query parameter name -> member name.
+    query_members: Mapping[str, str]
+    model: botocore.model.OperationModel = field(repr=False, compare=False)
+
+    @property
+    def iam_action(self) -> str:
+        return f"{self.service.signing_name}:{self.name}"
+
+    def render_path(self, uri_params: Mapping[str, str]) -> str:
+        """The path as it goes on the wire, encoded the way botocore encodes it."""
+        parts = []
+        member_values = iter(uri_params[m] for m in self.uri_members)
+        for literal in self.segments:
+            parts.append(literal if literal is not None else percent_encode(next(member_values)))
+        return "/" + "/".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteMatch:
+    operation: Operation
+    uri_params: Mapping[str, str]
+    query_params: Mapping[str, list[str]]
+
+
+def _segments(template: str) -> tuple[tuple[str | None, ...], tuple[str, ...]]:
+    literals: list[str | None] = []
+    params: list[str] = []
+    for part in template.split("?", 1)[0].lstrip("/").split("/"):
+        if part.startswith("{") and part.endswith("}"):
+            literals.append(None)
+            params.append(part[1:-1].rstrip("+"))
+        else:
+            literals.append(part)
+    return tuple(literals), tuple(params)
+
+
+def _build_operation(service: Service, name: str) -> Operation:
+    model = service.model.operation_model(name)
+    template = model.http["requestUri"]
+    segments, uri_names = _segments(template)
+    by_location_name: dict[str, str] = {}
+    query: dict[str, str] = {}
+    input_shape = model.input_shape
+    members = input_shape.members if input_shape is not None else {}
+    for member_name, member in members.items():
+        location = member.serialization.get("location")
+        wire_name = member.serialization.get("name", member_name)
+        if location == "uri":
+            by_location_name[wire_name] = member_name
+        elif location == "querystring":
+            query[wire_name] = member_name
+    return Operation(
+        service=service,
+        name=name,
+        method=model.http["method"],
+        path_template=template,
+        segments=segments,
+        uri_members=tuple(by_location_name.get(p, p) for p in uri_names),
+        query_members=query,
+        model=model,
+    )
+
+
+def load_service(name: str, loader: botocore.loaders.Loader | None = None) -> Service:
+    loader = loader or _default_loader()
+    model = botocore.model.ServiceModel(loader.load_service_model(name, "service-2"), name)
+    return Service(
+        name=name,
+        service_id=str(model.service_id),
+        signing_name=model.signing_name or model.endpoint_prefix,
+        model=model,
+    )
+
+
+@functools.cache
+def _default_loader() -> botocore.loaders.Loader:
+    return botocore.loaders.create_loader()
+
+
+class Catalog:
+    """All operations of the served services, indexed by mount, segment count and method."""
+
+    def __init__(self, services: Iterable[Service]) -> None:
+        self.services: dict[str, Service] = {s.name: s for s in services}
+        self.operations: list[Operation] = []
+        # (service, segment count) -> [(segments, {method: operation})]
+        self._routes: dict[tuple[str, int], list[tuple[tuple[str | None, ...], dict[str, Operation]]]] = {}
+        # lower-cased path template -> [(service, template)], for "did you mean" hints
+        self._folded: dict[str, list[tuple[str, str]]] = {}
+        for service in self.services.values():
+            for op_name in service.model.operation_names:
+                self._add(_build_operation(service, op_name))
+        self._mounts = {SERVICE_MOUNTS[name].strip("/"): name for name in self.services}
+
+    @classmethod
+    def load(cls, service_names: Iterable[str] = tuple(SERVICE_MOUNTS)) -> Catalog:
+        return cls(load_service(name) for name in service_names)
+
+    def _add(self, op: Operation) -> None:
+        self.operations.append(op)
+        bucket = self._routes.setdefault((op.service.name, len(op.segments)), [])
+        for segments, by_method in bucket:
+            if segments == op.segments:
+                by_method[op.method] = op
+                break
+        else:
+            bucket.append((op.segments, {op.method: op}))
+        self._folded.setdefault(op.path_template.lower(), []).append((op.service.name, op.path_template))
+
+    def service_for_path(self, raw_path: str) -> tuple[str, str]:
+        """Split a raw request path into (service name, path below the mount)."""
+        first, sep, rest = raw_path[1:].partition("/")
+        service = self._mounts.get(first)
+        if service is not None:
+            return service, "/" + rest if sep else "/"
+        if ROOT_SERVICE in self.services:
+            return ROOT_SERVICE, raw_path
+        raise UnknownOperation(f"no service is mounted at {_quote_for_message(raw_path)}")
+
+    def match(self, method: str, raw_path: str, raw_query: str = "") -> RouteMatch:
+        """Find the operation for a request; raw_path is still percent-encoded."""
+        if not raw_path.startswith("/"):
+            raise RequestInvalid("the request target must be a path starting with '/'")
+        service, path = self.service_for_path(raw_path)
+        parts = path[1:].split("/")
+        allowed: dict[str, Operation] = {}
+        params: list[str] = []
+        for segments, by_method in self._routes.get((service, len(parts)), ()):
+            params = _match_segments(segments, parts)
+            if params is not None:
+                allowed = by_method
+                break
+        if not allowed:
+            raise UnknownOperation(self._miss_message(service, path))
+        op = allowed.get(method)
+        if op is None:
+            methods = ", ".join(sorted(allowed))
+            raise MethodNotAllowed(
+                f"{method} is not allowed on {path}; use {methods}", headers={"Allow": methods}
+            )
+        return RouteMatch(op, dict(zip(op.uri_members, params)), parse_query(raw_query))
+
+    def _miss_message(self, service: str, path: str) -> str:
+        shown = _quote_for_message(path)
+        mount = SERVICE_MOUNTS[service]
+        candidates = self._folded.get(path.lower(), [])
+        same_service = [t for s, t in candidates if s == service]
+        if same_service:
+            return f"no {service} operation at {shown}; paths are case-sensitive: did you mean {same_service[0]}?"
+        if candidates:
+            other, template = candidates[0]
+            return f"no {service} operation at {shown}; did you mean {SERVICE_MOUNTS[other]}{template} ({other})?"
+        if path.lower().startswith("/tags/arn"):
+            return (
+                f"no {service} operation at {shown}; the resource ARN in a /tags/ path must be "
+                "percent-encoded (':' as %3A, '/' as %2F)"
+            )
+        return f"no {service} operation at {shown} (mounted at {mount}); see `ivs-proxy routes`"
+
+
+def _match_segments(segments: tuple[str | None, ...], parts: list[str]) -> list[str] | None:
+    params: list[str] = []
+    for literal, part in zip(segments, parts):
+        if literal is None:
+            if not part:
+                return None
+            try:
+                params.append(unquote(part, errors="strict"))
+            except UnicodeDecodeError:
+                raise RequestInvalid("a path parameter is not valid percent-encoded UTF-8") from None
+        elif literal != part:
+            return None
+    return params
+
+
+def parse_query(raw_query: str) -> dict[str, list[str]]:
+    """Decode a query string without form semantics: '+' stays '+', as AWS reads it."""
+    params: dict[str, list[str]] = {}
+    if not raw_query:
+        return params
+    for pair in raw_query.split("&"):
+        if not pair:
+            continue
+        key, _, value = pair.partition("=")
+        try:
+            params.setdefault(unquote(key, errors="strict"), []).append(unquote(value, errors="strict"))
+        except UnicodeDecodeError:
+            raise RequestInvalid("the query string is not valid percent-encoded UTF-8") from None
+    return params
+
+
+def render_query(query_params: Mapping[str, list[str]]) -> str:
+    """The query as it goes on the wire, strictly encoded so what is signed is what is sent."""
+    return "&".join(
+        f"{percent_encode(key)}={percent_encode(value)}"
+        for key, values in query_params.items()
+        for value in values
+    )
+
+
+def _quote_for_message(path: str) -> str:
+    # Paths are caller-controlled: keep them short and printable in messages.
+    clipped = path if len(path) <= 80 else path[:77] + "..."
+    return repr(clipped)

@@ -1,0 +1,111 @@
+"""`ivs-proxy` commands: serve, routes, check-config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+import botocore
+import structlog
+from aiohttp import web
+
+from proxy import __version__
+from proxy.app import build_proxy
+from proxy.catalog import SERVICE_MOUNTS, Catalog
+from proxy.config import ProxyConfig, load_config, parse_host_port
+from proxy.errors import ConfigError
+from proxy.logs import configure_logging
+
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ivs-proxy", description="Signing proxy for the Amazon IVS APIs")
+    parser.add_argument("--version", action="version", version=f"ivs-proxy {__version__} (botocore {botocore.__version__})")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the proxy")
+    serve.add_argument("--config", help="YAML config file (see config/reference.yaml)")
+    serve.add_argument("--listen", help="data listener HOST:PORT (default 127.0.0.1:8080)")
+    serve.add_argument("--admin-listen", help="admin listener HOST:PORT (default 127.0.0.1:9901)")
+    serve.add_argument("--region", help="default AWS region (else AWS_REGION, AWS_DEFAULT_REGION, profile)")
+    serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    serve.add_argument("--log-format", choices=("json", "console"))
+
+    routes = commands.add_parser("routes", help="print every routable operation")
+    routes.add_argument("--config", help="YAML config file")
+
+    check = commands.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("file")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> ProxyConfig:
+    overrides = {
+        "listen": getattr(args, "listen", None),
+        "admin_listen": getattr(args, "admin_listen", None),
+        "region": getattr(args, "region", None),
+        "log.level": getattr(args, "log_level", None),
+        "log.format": getattr(args, "log_format", None),
+    }
+    return load_config(getattr(args, "config", None), overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return serve(_config(args))
+        if args.command == "routes":
+            return print_routes(_config(args))
+        if args.command == "check-config":
+            load_config(args.file)
+            print(f"{args.file}: ok")
+            return 0
+    except ConfigError as exc:
+        print(f"ivs-proxy: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return 1
+
+
+def print_routes(config: ProxyConfig) -> int:
+    catalog = Catalog.load(config.services)
+    for op in sorted(catalog.operations, key=lambda o: (o.service.name, o.path_template, o.method)):
+        mount = "" if op.service.name == "ivs" else SERVICE_MOUNTS[op.service.name]
+        print(f"{op.service.name:<13} {op.method:<7} {mount}{op.path_template:<40} {op.name}")
+    return 0
+
+
+def serve(config: ProxyConfig) -> int:
+    configure_logging(config.log.level, config.log.format)
+    proxy = build_proxy(config, os.environ)
+    asyncio.run(_run(proxy.data_app, proxy.admin_app, config))
+    return 0
+
+
+async def _run(data_app: web.Application, admin_app: web.Application, config: ProxyConfig) -> None:
+    log = structlog.get_logger("ivs_proxy")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    runners = []
+    for app, address in ((data_app, config.listen), (admin_app, config.admin_listen)):
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        host, port = parse_host_port(address)
+        await web.TCPSite(runner, host, port).start()
+        runners.append(runner)
+    log.info("listening", listen=config.listen, admin_listen=config.admin_listen)
+    await stop.wait()
+    log.info("stopping")
+    for runner in reversed(runners):
+        await runner.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""The errors ivs-proxy itself produces.
+
+Each class carries its HTTP status, its rest-json error type (what an SDK shows as the
+error code) and a `reason`, a short fixed token used for metrics and logs. Exactly one
+middleware turns them into responses (`server.py`), in the rest-json shape that every
+AWS SDK parses: an `x-amzn-ErrorType` header and a JSON body with `message`.
+
+Messages must never contain credentials, signatures or request bodies; they may quote a
+member path or a header name, never a secret value.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+#: Every proxy-made message starts with this, so a reader of an SDK exception can tell
+#: the proxy refused the call, not AWS.
+MESSAGE_PREFIX = "ivs-proxy refused the request: "
+
+
+class ProxyError(Exception):
+    status: ClassVar[int] = 400
+    error_type: ClassVar[str] = "ValidationException"
+    reason: ClassVar[str] = "invalid"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, str]:
+        return {"message": MESSAGE_PREFIX + self.message, "reason": self.reason, "source": "ivs-proxy"}
+
+
+class UnknownOperation(ProxyError):
+    status = 404
+    error_type = "UnknownOperationException"
+    reason = "unknown_operation"
+
+
+class MethodNotAllowed(ProxyError):
+    status = 405
+    error_type = "MethodNotAllowedException"
+    reason = "method_not_allowed"
+
+
+class HeaderRejected(ProxyError):
+    status = 400
+    error_type = "InvalidHeaderException"
+    reason = "header"
+
+
+class NotAcceptable(HeaderRejected):
+    status = 406
+
+
+class UnsupportedMediaType(HeaderRejected):
+    status = 415
+
+
+class CallerSigningMaterial(HeaderRejected):
+    """The caller sent its own signature or credentials: we sign, so we refuse to guess."""
+
+    error_type = "UnexpectedCredentialsException"
+    reason = "caller_credentials"
+
+
+class RequestInvalid(ProxyError):
+    status = 400
+    error_type = "ValidationException"
+    reason = "validation"
+
+
+class BodyTooLarge(ProxyError):
+    status = 413
+    error_type = "RequestEntityTooLargeException"
+    reason = "too_large"
+
+
+class RegionRejected(ProxyError):
+    status = 400
+    error_type = "ValidationException"
+    reason = "region"
+
+
+class SigningUnavailable(ProxyError):
+    """No usable credentials: refuse rather than forward unsigned (fail closed)."""
+
+    status = 503
+    error_type = "ServiceUnavailableException"
+    reason = "credentials_unavailable"
+
+
+class UpstreamUnreachable(ProxyError):
+    status = 502
+    error_type = "BadGatewayException"
+    reason = "upstream_unreachable"
+
+
+class UpstreamTimeout(ProxyError):
+    status = 504
+    error_type = "GatewayTimeoutException"
+    reason = "upstream_timeout"
+
+
+class ConfigError(Exception):
+    """A configuration file or flag is wrong; raised at start-up only (exit code 2)."""
+
+    def __init__(self, key: str, reason: str, source: str = "") -> None:
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{key}: {reason}")
+        self.key = key
+        self.reason = reason
+        self.source = source

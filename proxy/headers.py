@@ -1,0 +1,166 @@
+"""Which caller headers are allowed, which go upstream, and which are refused.
+
+IVS documents three "Allowed Header Values" (Accept, Accept-Encoding, Content-Type); we
+check those here so a bad value is refused by the proxy with a message that names the
+header, rather than by AWS after a round trip. Everything that could carry a caller's own
+signature or credentials is refused (or, when configured, removed) because the proxy signs
+and must never forward somebody else's signing material. Headers that steer routing (Host,
+Forwarded, X-Forwarded-*) never reach AWS: the upstream host is the proxy's choice alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from proxy.errors import CallerSigningMaterial, HeaderRejected, NotAcceptable, UnsupportedMediaType
+
+#: Headers an SDK sends for its own bookkeeping; AWS uses them, nothing rewrites them.
+FORWARDED = frozenset(
+    {
+        "accept",
+        "accept-encoding",
+        "content-type",
+        "user-agent",
+        "x-amz-user-agent",
+        "amz-sdk-invocation-id",
+        "amz-sdk-request",
+        "x-amzn-trace-id",
+    }
+)
+
+#: Headers that are normal on the wire but must never be passed on: hop-by-hop and framing
+#: headers (recomputed for the upstream connection), routing hints, and cookies.
+ALWAYS_DROPPED = frozenset(
+    {
+        "host",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "expect",
+        "cookie",
+        "forwarded",
+        "via",
+        "x-request-id",
+    }
+)
+
+#: The SigV4 headers an SDK adds when it signs with placeholder keys.
+SIGV4_HEADERS = frozenset({"authorization", "x-amz-date", "x-amz-security-token", "x-amz-content-sha256"})
+
+ALLOWED_ENCODINGS = frozenset({"gzip", "deflate", "identity"})
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class HeaderOptions:
+    reject_unknown_headers: bool = False
+    strip_caller_signature: bool = False
+
+
+class HeaderPolicy:
+    """Checks a request's headers and returns the ones to forward (lower-cased names)."""
+
+    def __init__(self, options: HeaderOptions) -> None:
+        self._options = options
+
+    def check(self, headers: Iterable[tuple[str, str]], has_body: bool) -> dict[str, str]:
+        forwarded: dict[str, str] = {}
+        for raw_name, value in headers:
+            name = raw_name.lower()
+            if name in FORWARDED:
+                if name in forwarded:
+                    raise HeaderRejected(f"{raw_name} appears more than once")
+                forwarded[name] = value
+            elif name in ALWAYS_DROPPED or name.startswith("x-forwarded-"):
+                continue
+            elif name in SIGV4_HEADERS or name.startswith("x-amz-"):
+                self._caller_signing_material(raw_name, name, value)
+            elif name == "content-encoding":
+                _check_content_encoding(value)
+            elif self._options.reject_unknown_headers:
+                raise HeaderRejected(
+                    f"header {raw_name} is not accepted (reject_unknown_headers is on); "
+                    f"allowed: {', '.join(sorted(FORWARDED))}"
+                )
+        _check_accept(forwarded.get("accept"))
+        _check_accept_encoding(forwarded.get("accept-encoding"))
+        _check_content_type(forwarded.get("content-type"), has_body)
+        if not has_body:
+            forwarded.pop("content-type", None)
+        return forwarded
+
+    def _caller_signing_material(self, raw_name: str, name: str, value: str) -> None:
+        if self._options.strip_caller_signature and name in SIGV4_HEADERS:
+            if name != "authorization" or value.startswith("AWS4-HMAC-SHA256 "):
+                return
+        raise CallerSigningMaterial(
+            f"header {raw_name} carries signing or credential material; the proxy signs requests "
+            "itself, so send them unsigned (e.g. botocore Config(signature_version=UNSIGNED), "
+            "aws --no-sign-request)"
+        )
+
+
+def _media_ranges(value: str) -> list[tuple[str, float]]:
+    ranges = []
+    for item in value.split(","):
+        media, *params = (p.strip() for p in item.split(";"))
+        quality = 1.0
+        for param in params:
+            key, _, raw = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    quality = float(raw)
+                except ValueError:
+                    quality = 0.0
+        if media:
+            ranges.append((media.lower(), quality))
+    return ranges
+
+
+def _check_accept(value: str | None) -> None:
+    if value is None:
+        return
+    acceptable = {JSON, "application/*", "*/*"}
+    if any(media in acceptable and q > 0 for media, q in _media_ranges(value)):
+        return
+    raise NotAcceptable(f"Accept does not allow {JSON}; allowed values: {JSON}, */*")
+
+
+def _check_accept_encoding(value: str | None) -> None:
+    if value is None:
+        return
+    for coding, _ in _media_ranges(value):
+        if coding not in ALLOWED_ENCODINGS:
+            raise HeaderRejected(
+                f"Accept-Encoding {_clip(coding)} is not allowed; allowed values: gzip, deflate, identity"
+            )
+
+
+def _check_content_type(value: str | None, has_body: bool) -> None:
+    if not has_body:
+        return
+    if value is None:
+        raise UnsupportedMediaType(f"a request with a body needs Content-Type: {JSON}")
+    media, *params = (p.strip().lower() for p in value.split(";"))
+    if media != JSON or any(p.replace(" ", "") not in ("charset=utf-8", "") for p in params):
+        raise UnsupportedMediaType(
+            f"Content-Type {_clip(value)} is not allowed; allowed value: {JSON}"
+        )
+
+
+def _check_content_encoding(value: str) -> None:
+    if value.strip().lower() not in ("", "identity"):
+        raise UnsupportedMediaType(
+            f"Content-Encoding {_clip(value)} is not supported on requests; send the JSON body uncompressed"
+        )
+
+
+def _clip(value: str) -> str:
+    return repr(value if len(value) <= 40 else value[:37] + "...")

@@ -1,0 +1,212 @@
+"""The request path: one ordered list of small stages, then the upstream call.
+
+    stages = (MatchOperation, CheckHeaders, ValidateInput, ChooseEndpoint, Sign)
+
+Each stage reads and fills in an `Exchange`; any stage may refuse the request by raising a
+`ProxyError`, and then nothing is forwarded. Everything a stage needs that depends only on
+the operation (routes, validators, endpoints) was built at start-up; per request the stages
+do dictionary lookups and checks, never botocore client work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from proxy.catalog import Catalog, Operation, RouteMatch, render_query
+from proxy.credentials import Clock, CredentialStore
+from proxy.endpoints import Endpoint, EndpointTable
+from proxy.errors import RequestInvalid
+from proxy.forward import Upstream, UpstreamResponse
+from proxy.headers import HeaderPolicy
+from proxy.regions import RegionChooser
+from proxy.signing import SigV4Signer
+from proxy.validate import InputValidator, ValidatedInput, ValidationOptions, compile_input_validator
+
+#: IVS services whose ARNs decide where a request goes. ARNs of other services (a Lambda
+#: review handler, a MediaTailor configuration) do not route the call.
+ROUTING_ARN_SERVICES = frozenset({"ivs", "ivschat"})
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingRequest:
+    method: str
+    path: str  # raw, still percent-encoded
+    query: str  # raw, without '?'
+    headers: Sequence[tuple[str, str]]
+    has_body: bool
+    body: bytes = b""
+
+
+@dataclass(slots=True)
+class Exchange:
+    """What the stages learn about one request, in the order they learn it."""
+
+    request: IncomingRequest
+    route: RouteMatch | None = None
+    forward_headers: dict[str, str] = field(default_factory=dict)
+    document: Any = None
+    validated: ValidatedInput | None = None
+    region: str = ""
+    endpoint: Endpoint | None = None
+    wire_path: str = ""
+    wire_query: str = ""
+
+    @property
+    def operation(self) -> Operation:
+        assert self.route is not None, "MatchOperation runs first"
+        return self.route.operation
+
+
+Stage = Callable[[Exchange], None]
+
+
+class MatchOperation:
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+
+    def __call__(self, exchange: Exchange) -> None:
+        request = exchange.request
+        exchange.route = self._catalog.match(request.method, request.path, request.query)
+
+
+class CheckHeaders:
+    def __init__(self, policy: HeaderPolicy) -> None:
+        self._policy = policy
+
+    def __call__(self, exchange: Exchange) -> None:
+        request = exchange.request
+        exchange.forward_headers = self._policy.check(request.headers, has_body=request.has_body)
+
+
+class ValidateInput:
+    def __init__(self, catalog: Catalog, options: ValidationOptions) -> None:
+        self._validators: dict[Operation, InputValidator] = {
+            op: compile_input_validator(op.model.input_shape, options) for op in catalog.operations
+        }
+
+    def __call__(self, exchange: Exchange) -> None:
+        route = exchange.route
+        assert route is not None
+        exchange.document = parse_json_body(exchange.request.body)
+        exchange.validated = self._validators[route.operation].validate(
+            exchange.document, uri_params=route.uri_params, query_params=route.query_params
+        )
+
+
+class ChooseEndpoint:
+    def __init__(self, chooser: RegionChooser, endpoints: EndpointTable) -> None:
+        self._chooser = chooser
+        self._endpoints = endpoints
+
+    def __call__(self, exchange: Exchange) -> None:
+        route, validated = exchange.route, exchange.validated
+        assert route is not None and validated is not None
+        service = route.operation.service.name
+        arn_regions = [
+            (ref.member_path, ref.arn.region)
+            for ref in validated.resources
+            if ref.arn.service in ROUTING_ARN_SERVICES and ref.arn.region
+        ]
+        exchange.region = self._chooser.choose(service, arn_regions)
+        exchange.endpoint = self._endpoints.lookup(service, exchange.region)
+        exchange.wire_path = exchange.endpoint.base_path + route.operation.render_path(route.uri_params)
+        exchange.wire_query = render_query(route.query_params)
+
+
+class Sign:
+    """Adds SigV4 headers; refuses (503) rather than forward unsigned."""
+
+    def __init__(self, credentials: CredentialStore, clock: Clock, signer: SigV4Signer | None = None) -> None:
+        self._credentials = credentials
+        self._clock = clock
+        self._signer = signer or SigV4Signer()
+
+    def __call__(self, exchange: Exchange) -> None:
+        endpoint = exchange.endpoint
+        assert endpoint is not None
+        credentials = self._credentials.current()
+        headers = exchange.forward_headers
+        headers["host"] = endpoint.host
+        signed_extra = {"content-type": headers["content-type"]} if "content-type" in headers else {}
+        signed = self._signer.sign(
+            method=exchange.request.method,
+            host=endpoint.host,
+            path=exchange.wire_path,
+            query=exchange.wire_query,
+            headers=signed_extra,
+            body=exchange.request.body,
+            service=endpoint.signing_name,
+            region=endpoint.signing_region or exchange.region,
+            credentials=credentials,
+            now=self._clock(),
+        )
+        headers.update(signed.items())
+
+
+class Pipeline:
+    """Head stages run before the body is read (a refusal costs no body bytes); body
+    stages after it."""
+
+    def __init__(self, head_stages: Sequence[Stage], body_stages: Sequence[Stage], upstream: Upstream) -> None:
+        self.head_stages = tuple(head_stages)
+        self.body_stages = tuple(body_stages)
+        self._upstream = upstream
+
+    def check_head(self, request: IncomingRequest) -> Exchange:
+        exchange = Exchange(request)
+        for stage in self.head_stages:
+            stage(exchange)
+        return exchange
+
+    def prepare(self, exchange: Exchange, body: bytes) -> Exchange:
+        """Run the body stages; the returned exchange is ready to send."""
+        exchange.request = dataclasses.replace(exchange.request, body=body)
+        for stage in self.body_stages:
+            stage(exchange)
+        return exchange
+
+    async def send(self, exchange: Exchange) -> UpstreamResponse:
+        endpoint = exchange.endpoint
+        assert endpoint is not None
+        target = exchange.wire_path + ("?" + exchange.wire_query if exchange.wire_query else "")
+        return await self._upstream.send(
+            exchange.request.method, f"{endpoint.scheme}://{endpoint.host}{target}", exchange.forward_headers, exchange.request.body
+        )
+
+
+def parse_json_body(body: bytes) -> Mapping[str, Any]:
+    """Parse strictly: UTF-8 only, no duplicate keys, no NaN, bounded depth."""
+    if not body or not body.strip():
+        return {}
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RequestInvalid("the body is not UTF-8") from None
+    try:
+        document = json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise RequestInvalid(f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise RequestInvalid("the body nests too deeply") from None
+    if not isinstance(document, dict):
+        raise RequestInvalid("the body must be a JSON object")
+    return document
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Two parsers could pick different copies of a duplicated key; what we validate (and
+    # later authorise) must be exactly what AWS will read, so duplicates are refused.
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        duplicate = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise RequestInvalid(f"the body repeats the member {duplicate!r}")
+    return document
+
+
+def _reject_constant(name: str) -> None:
+    raise RequestInvalid(f"the body contains {name}, which is not JSON")

@@ -1,0 +1,70 @@
+"""Runs `ivs-proxy serve` as a real process, the way users run it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from tests.support.net import free_port, wait_for_http
+
+
+class ProxyProcess:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        args: tuple[str, ...] = (),
+        config: Path | None = None,
+        show_output: bool = False,
+    ) -> None:
+        self.port = free_port()
+        self.admin_port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.admin_url = f"http://127.0.0.1:{self.admin_port}"
+        self._env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        self._env.update(env)
+        self._args = args
+        self._config = config
+        self._show_output = show_output
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self, wait_ready: bool = True) -> None:
+        command = [
+            str(Path(sys.executable).with_name("ivs-proxy")),
+            "serve",
+            "--listen", f"127.0.0.1:{self.port}",
+            "--admin-listen", f"127.0.0.1:{self.admin_port}",
+            *self._args,
+        ]
+        if self._config is not None:
+            command += ["--config", str(self._config)]
+        # Files, not pipes: a chatty process must never block on a full pipe nobody reads.
+        self._output = tempfile.TemporaryFile(mode="w+")
+        sink = None if self._show_output else self._output
+        self.process = subprocess.Popen(command, env=self._env, stdout=sink, stderr=sink, text=True)
+        try:
+            wait_for_http(f"{self.admin_url}/healthz")
+            if wait_ready:
+                wait_for_http(f"{self.admin_url}/readyz")
+        except TimeoutError:
+            self.stop()
+            raise
+
+    def stop(self) -> str:
+        """Stop the process (SIGTERM, then SIGKILL after 15 s); return everything it printed."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        return self.output()
+
+    def output(self) -> str:
+        self._output.seek(0)
+        return self._output.read()
