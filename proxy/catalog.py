@@ -130,8 +130,6 @@ class Catalog:
         self.operations: list[Operation] = []
         # (service, segment count) -> [(segments, {method: operation})]
         self._routes: dict[tuple[str, int], list[tuple[tuple[str | None, ...], dict[str, Operation]]]] = {}
-        # lower-cased path template -> [(service, template)], for "did you mean" hints
-        self._folded: dict[str, list[tuple[str, str]]] = {}
         for service in self.services.values():
             for op_name in service.model.operation_names:
                 self._add(_build_operation(service, op_name))
@@ -150,7 +148,6 @@ class Catalog:
                 break
         else:
             bucket.append((op.segments, {op.method: op}))
-        self._folded.setdefault(op.path_template.lower(), []).append((op.service.name, op.path_template))
 
     def service_for_path(self, raw_path: str) -> tuple[str, str]:
         """Split a raw request path into (service name, path below the mount)."""
@@ -185,10 +182,23 @@ class Catalog:
             )
         return RouteMatch(op, dict(zip(op.uri_members, params)), parse_query(raw_query))
 
+    def _near_misses(self, path: str) -> list[tuple[str, str]]:
+        """(service, template) of routes that match when case is ignored; misses only."""
+        parts = [p.lower() for p in path[1:].split("/")]
+        found = []
+        for (service, count), routes in self._routes.items():
+            if count != len(parts):
+                continue
+            for segments, by_method in routes:
+                folded = tuple(s.lower() if s is not None else None for s in segments)
+                if _match_segments(folded, parts) is not None:
+                    found.append((service, next(iter(by_method.values())).path_template))
+        return found
+
     def _miss_message(self, service: str, path: str) -> str:
         shown = _quote_for_message(path)
         mount = SERVICE_MOUNTS[service]
-        candidates = self._folded.get(path.lower(), [])
+        candidates = self._near_misses(path)
         same_service = [t for s, t in candidates if s == service]
         if same_service:
             return f"no {service} operation at {shown}; paths are case-sensitive: did you mean {same_service[0]}?"

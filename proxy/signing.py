@@ -25,6 +25,8 @@ from urllib.parse import quote
 __all__ = ["FrozenCredentials", "SigV4Signer", "SignedHeaders"]
 
 _ALGORITHM = "AWS4-HMAC-SHA256"
+_IPAD = bytes(x ^ 0x36 for x in range(256))  # translate() tables, as the stdlib hmac uses
+_OPAD = bytes(x ^ 0x5C for x in range(256))
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,8 +172,8 @@ class _HmacSha256:
 
     def __init__(self, key: bytes) -> None:
         block = key.ljust(64, b"\0")  # keys here are 32-byte digests, under the block size
-        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
-        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+        self._inner = hashlib.sha256(block.translate(_IPAD))
+        self._outer = hashlib.sha256(block.translate(_OPAD))
 
     def hexdigest(self, message: bytes) -> str:
         inner = self._inner.copy()

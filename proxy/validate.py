@@ -5,7 +5,7 @@ request then only runs those closures: no botocore objects, no shape lookups by 
 Every message names the member path; values of sensitive shapes are never quoted.
 
 Where we deviate from the model (the model documents AWS; it is not AWS):
-* ARN-typed strings (see `_is_arn_shape`) are checked structurally by `arns.ArnRule`,
+* ARN-typed strings (see `is_arn_shape`) are checked structurally by `arns.ArnRule`,
   not by the model regex: the regexes hard-code the `aws` partition, and `ResourceArn`
   (all three models) allows ONE character of resource type, refusing every real ARN.
   `^$|^arn...` patterns keep their empty case ("" is how AWS clears e.g. a recording
@@ -227,7 +227,7 @@ def compile_ecma_pattern(pattern: str) -> re.Pattern[str] | None:
 _ARN_IN_PATTERN = re.compile(r"(?<![A-Za-z0-9])arn:")
 
 
-def _is_arn_shape(shape: botocore.model.Shape) -> bool:
+def is_arn_shape(shape: botocore.model.Shape) -> bool:
     """ARN-typed: a string shape whose pattern spells out an ARN, or named ...Arn.
 
     The pattern test catches the ivschat identifiers (RoomIdentifier,
@@ -356,7 +356,7 @@ class _Compiler:
         if kind == "map":
             return self.map_(shape, sensitive)  # type: ignore[arg-type]
         if kind == "string":
-            return self.arn(shape) if _is_arn_shape(shape) else self.string(shape, sensitive, tag_key)
+            return self.arn(shape) if is_arn_shape(shape) else self.string(shape, sensitive, tag_key)
         return _scalar(kind, shape.metadata, sensitive) if kind != "structure" else _accept
 
     def structure(self, shape: botocore.model.Shape, members: Mapping[str, botocore.model.Shape],

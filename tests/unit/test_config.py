@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from proxy.config import MIB, ProxyConfig, load_config
+from proxy.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "proxy.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_a_file() -> None:
+    config = load_config(None)
+    assert config == ProxyConfig()
+    assert config.listen == "127.0.0.1:8080"
+    assert config.limits.max_body_bytes == MIB
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIG_DIR.glob("*.yaml")))
+def test_every_example_config_loads(name: str) -> None:
+    load_config(CONFIG_DIR / name)
+
+
+def test_the_reference_file_documents_every_default() -> None:
+    assert load_config(CONFIG_DIR / "reference.yaml") == ProxyConfig()
+
+
+def test_flags_override_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "listen: 127.0.0.1:7000\nlog:\n  level: debug\n")
+    config = load_config(path, {"listen": "127.0.0.1:7001", "log.format": "console", "region": None})
+    assert (config.listen, config.log.level, config.log.format) == ("127.0.0.1:7001", "debug", "console")
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "reason"),
+    [
+        ("limits:\n  max_body_byte: 3\n", "limits.max_body_byte", "unknown key"),
+        ("limits:\n  max_body_bytes: lots\n", "limits.max_body_bytes", "integer"),
+        ("headers:\n  reject_unknown_headers: yes please\n", "headers.reject_unknown_headers", "true or false"),
+        ("listen: 8080\n", "listen", "string"),
+        ("listen: localhost\n", "listen", "HOST:PORT"),
+        ("services: [ivs, medialive]\n", "services", "unknown service"),
+        ("regions:\n  ivs: 5\n", "regions.ivs", "list"),
+        ("log:\n  level: loud\n", "log.level", "debug, info"),
+        ("- just\n- a list\n", "-", "mapping"),
+        ("key: [unclosed\n", "-", "YAML"),
+    ],
+)
+def test_bad_files_name_the_key_file_and_reason(tmp_path: Path, text: str, key: str, reason: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as failed:
+        load_config(path)
+    assert failed.value.key == key
+    assert failed.value.source == str(path)
+    assert reason in failed.value.reason
