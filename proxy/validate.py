@@ -111,9 +111,12 @@ class _Limits:
     def error(self, path: str, n: float, show: bool = True) -> RequestInvalid:
         """The message for `n` out of bounds; `show` False hides it (a sensitive value)."""
         got = f" (got {n})" if show else ""
-        if not self.lo <= n:
-            return _fail(f"`{path}` must be at least {self.lo}{self.unit}{got}")
-        return _fail(f"`{path}` must be at most {self.hi}{self.unit}{got}")
+        word, bound = ("least", self.lo) if not self.lo <= n else ("most", self.hi)
+        unit = self.unit if bound != 1 else _SINGULAR.get(self.unit, self.unit)
+        return _fail(f"`{path}` must be at {word} {bound}{unit}{got}")
+
+
+_SINGULAR = {" items": " item", " entries": " entry", " characters long": " character long"}
 
 
 # ---- ECMA-262 patterns in Python's `re` -------------------------------------------------

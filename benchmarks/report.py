@@ -1,0 +1,254 @@
+"""Turns a run's raw data (results.json) into results.md. Also: python report.py results.json"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+MIB = 1024  # KiB per MiB
+
+TARGETS = {
+    "added_p50_c1_ms": 0.25,
+    "added_p99_c1_ms": 1.0,
+    "small_rps": 5000.0,
+    "signing_us": 10.0,
+    "idle_rss_mib": 60.0,
+    "load_rss_mib": 80.0,
+    "ready_s": 0.5,
+}
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def groups(results: dict[str, Any]) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    grouped: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    for point in results.get("points", []):
+        grouped[(point["scenario"], point["connections"])].append(point)
+    return grouped
+
+
+def aggregate(results: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for (scenario, connections), points in groups(results).items():
+        d = [p["direct"] for p in points]
+        x = [p["proxy"] for p in points]
+        rows.append({
+            "scenario": scenario,
+            "small": points[0]["small"],
+            "c": connections,
+            "n": len(points),
+            "direct_rps": med([p["rps"] for p in d]),
+            "proxy_rps": med([p["rps"] for p in x]),
+            "rps_ratio": med([b["rps"] / a["rps"] for a, b in zip(d, x) if a["rps"]]),
+            "direct_p50": med([p["p50_ms"] for p in d]),
+            "proxy_p50": med([p["p50_ms"] for p in x]),
+            "added_p50": med([b["p50_ms"] - a["p50_ms"] for a, b in zip(d, x)]),
+            "direct_p99": med([p["p99_ms"] for p in d]),
+            "proxy_p99": med([p["p99_ms"] for p in x]),
+            "added_p99": med([b["p99_ms"] - a["p99_ms"] for a, b in zip(d, x)]),
+            "cpu_us": med([p["proxy_cpu_us_per_req"] for p in x]),
+            "cpu_util": med([p["proxy_cpu_util"] for p in x]),
+            "peak_rss_mib": max(p["peak_rss_kib"] for p in x) / MIB,
+            "errors": sum(p["errors"] for p in x) + sum(p["errors"] for p in d),
+            "log_bytes": med([p["log_bytes_per_req"] for p in x]),
+            "p99_by_repeat": {p["repeat"]: p["proxy"]["p99_ms"] for p in points},
+        })
+    order = {name: i for i, name in enumerate(["PutMetadata", "CreateChannel", "ListChannels"])}
+    rows.sort(key=lambda r: (order.get(r["scenario"], 99), r["c"]))
+    return rows
+
+
+def _fmt_ms(value: float) -> str:
+    return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+
+
+def _verdict(value: float, limit: float, unit: str, higher_is_better: bool = False) -> str:
+    if value != value:  # NaN
+        return "not measured"
+    met = value >= limit if higher_is_better else value <= limit
+    if met:
+        return "**met**"
+    if higher_is_better:
+        return f"**missed**: needs {limit / value:.1f}x ({limit - value:,.0f} {unit} short)"
+    return f"**missed** by {value - limit:.3g} {unit} ({value / limit:.1f}x the limit)"
+
+
+def target_rows(results: dict[str, Any], rows: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
+    out: list[tuple[str, str, str, str]] = []
+    by_key = {(r["scenario"], r["c"]): r for r in rows}
+    for r in rows:
+        if r["c"] == 1:
+            out.append((f"added p50, c=1, {r['scenario']}", "<= 0.25 ms", f"{r['added_p50']:.3f} ms",
+                        _verdict(r["added_p50"], TARGETS["added_p50_c1_ms"], "ms")))
+    for r in rows:
+        if r["c"] == 1:
+            out.append((f"added p99, c=1, {r['scenario']}", "<= 1 ms", f"{r['added_p99']:.3f} ms",
+                        _verdict(r["added_p99"], TARGETS["added_p99_c1_ms"], "ms")))
+    for r in rows:
+        if r["small"] and r["c"] >= 16:
+            out.append((f"req/s, c={r['c']}, {r['scenario']}", ">= 5,000 /s", f"{r['proxy_rps']:,.0f} /s",
+                        _verdict(r["proxy_rps"], TARGETS["small_rps"], "req/s", higher_is_better=True)))
+    # p99 growing no faster than concurrency: p99(c) / p99(c0) <= c / c0, per repeat, median.
+    for r in rows:
+        lower = [k for k in by_key if k[0] == r["scenario"] and k[1] < r["c"]]
+        if not lower:
+            continue
+        base = by_key[max(lower, key=lambda k: k[1])]
+        ratios = [r["p99_by_repeat"][i] / base["p99_by_repeat"][i]
+                  for i in r["p99_by_repeat"] if i in base["p99_by_repeat"] and base["p99_by_repeat"][i]]
+        ratio = med(ratios)
+        allowed = r["c"] / base["c"]
+        out.append((f"p99 growth c={base['c']}->{r['c']}, {r['scenario']}", f"<= {allowed:.0f}x",
+                    f"{ratio:.1f}x ({_fmt_ms(base['proxy_p99'])} -> {_fmt_ms(r['proxy_p99'])} ms)",
+                    "**met**" if ratio <= allowed else f"**missed** ({ratio / allowed:.1f}x faster than concurrency)"))
+    signing = results.get("signing")
+    if signing:
+        value = signing["proxy_us"][0]
+        out.append(("signing", "<= 10 us/op", f"{value:.1f} us/op (botocore {signing['botocore_us'][0]:.0f})",
+                    _verdict(value, TARGETS["signing_us"], "us")))
+    startup = results.get("startup") or []
+    if startup:
+        idle = med([s["idle_rss_kib"] / MIB for s in startup])
+        out.append(("idle RSS (after ready)", "<= 60 MiB", f"{idle:.1f} MiB", _verdict(idle, TARGETS["idle_rss_mib"], "MiB")))
+    if rows:
+        peak = max(r["peak_rss_mib"] for r in rows)
+        hwm = results.get("after_load_memory_kib", {}).get("VmHWM", 0) / MIB
+        value = max(peak, hwm)
+        out.append(("RSS under load (peak, VmHWM)", "<= 80 MiB", f"{value:.1f} MiB", _verdict(value, TARGETS["load_rss_mib"], "MiB")))
+    if startup:
+        ready = med([s["ready_s"] for s in startup])
+        out.append(("start to ready", "<= 0.5 s", f"{ready:.2f} s", _verdict(ready, TARGETS["ready_s"], "s")))
+    return out
+
+
+def summary_table(results: dict[str, Any]) -> str:
+    rows = aggregate(results)
+    lines = [
+        "| scenario | c | direct req/s | proxy req/s | proxy/direct | direct p50 | proxy p50 | **added p50** | "
+        "direct p99 | proxy p99 | **added p99** | proxy CPU/req | proxy CPU | peak RSS | errors |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['scenario']} | {r['c']} | {r['direct_rps']:,.0f} | {r['proxy_rps']:,.0f} | {r['rps_ratio']:.2f} | "
+            f"{_fmt_ms(r['direct_p50'])} | {_fmt_ms(r['proxy_p50'])} | **{_fmt_ms(r['added_p50'])}** | "
+            f"{_fmt_ms(r['direct_p99'])} | {_fmt_ms(r['proxy_p99'])} | **{_fmt_ms(r['added_p99'])}** | "
+            f"{r['cpu_us']:.0f} us | {r['cpu_util'] * 100:.0f}% | {r['peak_rss_mib']:.1f} MiB | {r['errors']} |"
+        )
+    return "\n".join(lines)
+
+
+def render(results: dict[str, Any]) -> str:
+    rows = aggregate(results)
+    settings = results["settings"]
+    m = results["machine"]
+    out = [
+        "# ivs-proxy benchmark results",
+        "",
+        f"Generated by `make bench` (`{results['command']}`) on {results['started']}, "
+        f"{results.get('wall_s', 0):.0f} s wall. Do not edit by hand: re-run `make bench`.",
+        "",
+        f"{settings['repeats']} repeat(s) x {settings['duration_s']:g} s per point; every figure is the median over "
+        "repeats. *Added* latency and proxy/direct ratios are computed within each repeat "
+        "(direct and proxied runs back to back) and then the median is taken: the machine is noisy and "
+        "these paired figures are the ones that count.",
+        "",
+    ]
+    if settings.get("variant") or settings.get("proxy_args"):
+        out += [f"**Experimental run**: variant `{settings.get('variant')}`, extra serve args "
+                f"`{' '.join(settings.get('proxy_args') or [])}`. Not the production configuration.", ""]
+    out += [
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| CPU | {m['cpu_model']}, {m['cpus']} cores visible, {m['cpu_mhz']} MHz; flags: {m['cpu_flags_of_note']} |",
+        f"| memory | {m['memory_gib']} GiB |",
+        f"| kernel / OS | {m['kernel']} / {m['os']} |",
+        f"| pinning | proxy on core {settings['proxy_cpu']} (one worker: `taskset -c {settings['proxy_cpu']} ivs-proxy serve`); "
+        f"upstream and load generator on core {settings['load_cpu']} |",
+        f"| upstream | {m['upstream']} (TLS, keep-alive, one worker) |",
+        f"| load generator | {m['load_generator']}, 1 thread, closed loop |",
+        f"| software | Python {m['python']}, {m['openssl']}, aiohttp {m['aiohttp']}, botocore {m['botocore']}, "
+        f"structlog {m['structlog']}, uvloop {m['uvloop']}, ivs-proxy {m['ivs-proxy']} |",
+        "",
+    ]
+    for note in results.get("notes", []):
+        out.append(f"> Note: {note}")
+    if results.get("notes"):
+        out.append("")
+    out += ["## Targets", "", "| target | limit | measured | verdict |", "|---|---|---|---|"]
+    for name, limit, measured, verdict in target_rows(results, rows):
+        out.append(f"| {name} | {limit} | {measured} | {verdict} |")
+    out += [
+        "",
+        "## Load results (full pipeline, production settings)",
+        "",
+        "Latencies in ms. *direct* = the same wrk load straight at the TLS upstream; *proxy* = through "
+        "`ivs-proxy serve` (plain HTTP in, TLS out). *added* = proxy - direct, per repeat, median. "
+        "*proxy CPU/req* = the proxy's utime+stime over the run / requests; *proxy CPU* = share of its "
+        "one core in use. *peak RSS* = highest VmRSS sampled every 50 ms during the point.",
+        "",
+        summary_table(results),
+        "",
+        "Scenarios: `PutMetadata` (small body, 204 answer), `CreateChannel` (small body, ~1 KiB answer), "
+        "`ListChannels` (`{}` body, 64 KiB answer). Access log: "
+        + ", ".join(f"{r['scenario']} c={r['c']} {r['log_bytes']:.0f} B/req" for r in rows if r["c"] == 1)
+        + " written to stderr (a file here, as a container runtime would collect it).",
+        "",
+    ]
+    startup = results.get("startup") or []
+    if startup:
+        out += [
+            "## Start-up and memory",
+            "",
+            f"Start to ready (spawn of `taskset ... ivs-proxy serve` to the first `GET /readyz` 200, "
+            f"credentials from the environment), {len(startup)} runs: median **{med([s['ready_s'] for s in startup]):.3f} s** "
+            f"(min {min(s['ready_s'] for s in startup):.3f}, max {max(s['ready_s'] for s in startup):.3f}); "
+            f"to `/healthz` (listening): median {med([s['listening_s'] for s in startup]):.3f} s.",
+            "",
+            f"Idle RSS 0.5 s after ready: median {med([s['idle_rss_kib'] / MIB for s in startup]):.1f} MiB. "
+            f"Benchmark proxy: {results['idle_memory_kib']['VmRSS'] / MIB:.1f} MiB idle before load, "
+            f"{results.get('after_load_memory_kib', {}).get('VmRSS', 0) / MIB:.1f} MiB idle after load, "
+            f"VmHWM {results.get('after_load_memory_kib', {}).get('VmHWM', 0) / MIB:.1f} MiB.",
+            "",
+        ]
+    signing = results.get("signing")
+    if signing:
+        out += [
+            "## Signing",
+            "",
+            "µs per signature of the benchmark's PutMetadata (session token, content-type), timeit, median of 7 "
+            "batches (min in brackets), pinned to the proxy core:",
+            "",
+            f"- `proxy.signing.SigV4Signer.sign`: **{signing['proxy_us'][0]:.1f} µs** ({signing['proxy_us'][1]:.1f}); "
+            f"every call in a new second (date-string cache miss): {signing['proxy_new_second_us'][0]:.1f} µs",
+            f"- botocore `SigV4Auth.add_auth` (with `AWSRequest` construction): {signing['botocore_us'][0]:.1f} µs "
+            f"({signing['botocore_us'][1]:.1f})",
+            "",
+        ]
+    if results.get("profile"):
+        p = results["profile"]
+        out += ["## Profile", "", f"py-spy at c=16 PutMetadata: `{p['speedscope']}` (open in speedscope.app), "
+                f"collapsed stacks `{p['collapsed']}`, summary `{p['summary']}`.", ""]
+    out += [
+        "## Per-repeat data",
+        "",
+        "Raw figures for every point are in `results.json` next to this file "
+        "(`python benchmarks/report.py benchmarks/results.json` re-renders this page).",
+        "",
+    ]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    data = json.loads(Path(sys.argv[1]).read_text())
+    target = Path(sys.argv[1]).with_suffix(".md")
+    target.write_text(render(data))
+    print(summary_table(data))

@@ -1,0 +1,280 @@
+"""`make bench`: the ivs-proxy benchmark, end to end, in one command.
+
+    make bench                           # full run: 3 repeats x 5 s per point (~5 min)
+    make bench BENCH_ARGS=--quick        # 1 repeat x 2 s per point (~1 min)
+    make bench BENCH_ARGS="--profile"    # also record a py-spy profile at c=16 PutMetadata
+
+What it does (see benchmarks/README.md): a throw-away CA and a TLS upstream (nginx when
+installed, else benchmarks/fallback_upstream.py) answering IVS-shaped responses, pinned to
+the load core; `ivs-proxy serve` with production defaults pinned to the proxy core; wrk
+(else benchmarks/pyload.py) on the load core driving each scenario at each concurrency,
+directly against the upstream and through the proxy, back to back; then results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import http.client
+import json
+import os
+import shutil
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import machine  # noqa: E402
+import payloads  # noqa: E402
+import report  # noqa: E402
+from load import LoadGenerator  # noqa: E402
+from procs import RssSampler, cpu_seconds  # noqa: E402
+from proxyproc import ProxyProcess, proxy_env  # noqa: E402
+from upstream import make_certificates, start_upstream  # noqa: E402
+
+#: Experimental launchers (not how users run it): the proxy with one change applied from
+#: outside, to measure a proposed change without editing proxy/. See variants/.
+VARIANTS = {
+    "uvloop": ("variants/uvloop_launcher.py", "run the proxy on uvloop's event loop"),
+}
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="1 repeat x 2 s per point, 3 start-ups")
+    parser.add_argument("--repeats", type=int, help="repeats of every point (default 3; quick 1)")
+    parser.add_argument("--duration", type=float, help="seconds per load point (default 5; quick 2)")
+    parser.add_argument("--startups", type=int, help="start-to-ready measurements (default 7; quick 3)")
+    parser.add_argument("--concurrency", default="1,16,64", help="comma-separated connection counts")
+    parser.add_argument("--scenarios", default=",".join(s.name for s in payloads.SCENARIOS))
+    parser.add_argument("--output", type=Path, default=HERE / "results.md")
+    parser.add_argument("--proxy-cpu", type=int, default=0)
+    parser.add_argument("--load-cpu", type=int, default=1, help="core for the upstream and the load generator")
+    parser.add_argument("--fallback-upstream", action="store_true", help="use the bundled upstream even if nginx exists")
+    parser.add_argument("--fallback-load", action="store_true", help="use the bundled load generator even if wrk exists")
+    parser.add_argument("--proxy-arg", action="append", default=[], help="extra `ivs-proxy serve` argument (repeatable)")
+    parser.add_argument("--variant", choices=sorted(VARIANTS), help="experimental launcher (not the production path)")
+    parser.add_argument("--profile", action="store_true", help="record a py-spy profile of the proxy at c=16 PutMetadata")
+    parser.add_argument("--profile-seconds", type=float, default=10.0)
+    parser.add_argument("--keep-temp", action="store_true", help="keep the temp dir (certs, nginx conf, logs)")
+    args = parser.parse_args(argv)
+    args.repeats = args.repeats or (1 if args.quick else 3)
+    args.duration = args.duration or (2.0 if args.quick else 5.0)
+    args.startups = args.startups or (3 if args.quick else 7)
+    args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    by_name = {s.name: s for s in payloads.SCENARIOS}
+    args.scenarios = [by_name[name] for name in args.scenarios.split(",")]
+    return args
+
+
+def check_cores(args: argparse.Namespace) -> list[str]:
+    notes = []
+    available = sorted(os.sched_getaffinity(0))
+    for cpu in (args.proxy_cpu, args.load_cpu):
+        if cpu not in available:
+            raise SystemExit(f"core {cpu} is not available to this process (have {available}); use --proxy-cpu/--load-cpu")
+    if args.proxy_cpu == args.load_cpu:
+        notes.append("the proxy shares its core with the upstream and load generator")
+    if len(available) > 2:
+        notes.append(f"{len(available)} cores available; only cores {args.proxy_cpu} and {args.load_cpu} are used")
+    if shutil.which("taskset") is None:
+        raise SystemExit("taskset (util-linux) is required to pin processes")
+    return notes
+
+
+def fetch(url: str, path: str, body: bytes, ca_bundle: Path) -> tuple[int, bytes]:
+    """One POST, the way the load generators send it; for the pre-flight checks."""
+    host_port = url.split("://", 1)[1]
+    host, port = host_port.rsplit(":", 1)
+    if url.startswith("https"):
+        context = ssl.create_default_context(cafile=str(ca_bundle))
+        connection: http.client.HTTPConnection = http.client.HTTPSConnection(host, int(port), context=context, timeout=10)
+    else:
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def preflight(scenarios: list[payloads.Scenario], upstream_url: str, proxy_url: str, ca_bundle: Path) -> None:
+    """Every scenario must be forwarded and answered as the upstream answers it directly;
+    otherwise the benchmark would time a refusal."""
+    for scenario in scenarios:
+        direct = fetch(upstream_url, scenario.path, scenario.body, ca_bundle)
+        proxied = fetch(proxy_url, scenario.path, scenario.body, ca_bundle)
+        if direct[0] != scenario.expect_status or proxied != direct:
+            raise SystemExit(
+                f"pre-flight failed for {scenario.name}: direct {direct[0]} ({len(direct[1])} bytes), "
+                f"proxy {proxied[0]} ({len(proxied[1])} bytes): {proxied[1][:300]!r}"
+            )
+
+
+def run_signing(args: argparse.Namespace) -> dict[str, list[float]]:
+    out = subprocess.run(["taskset", "-c", str(args.proxy_cpu), sys.executable, str(HERE / "signbench.py")],
+                         capture_output=True, text=True, timeout=300, cwd=HERE)
+    if out.returncode != 0:
+        raise RuntimeError(f"signbench failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def launcher(args: argparse.Namespace) -> tuple[str, ...] | None:
+    if not args.variant:
+        return None
+    return (sys.executable, str(HERE / VARIANTS[args.variant][0]))
+
+
+def measure_startup(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> list[dict[str, float]]:
+    runs = []
+    for i in range(args.startups):
+        proxy = ProxyProcess(env, args.proxy_cpu, tmp / f"startup-{i}.log", tuple(args.proxy_arg), launcher(args))
+        proxy.start()
+        time.sleep(0.5)
+        memory = proxy.memory_kib()
+        runs.append({"listening_s": proxy.listening_s, "ready_s": proxy.ready_s, "idle_rss_kib": memory["VmRSS"]})
+        proxy.stop()
+    return runs
+
+
+def one_point(generator: LoadGenerator, url: str, body_file: Path, connections: int, duration: float,
+              proxy: ProxyProcess | None) -> dict[str, object]:
+    if proxy is None:
+        result = generator.run(url, body_file, connections, duration)
+        return {**asdict(result), "rps": result.rps}
+    proxy.truncate_log()
+    cpu_before = cpu_seconds(proxy.pid)
+    with RssSampler(proxy.pid) as rss:
+        result = generator.run(url, body_file, connections, duration)
+    cpu = cpu_seconds(proxy.pid) - cpu_before
+    log_bytes = proxy.log_path.stat().st_size
+    return {
+        **asdict(result),
+        "rps": result.rps,
+        "proxy_cpu_s": cpu,
+        "proxy_cpu_us_per_req": cpu / result.requests * 1e6 if result.requests else 0.0,
+        "proxy_cpu_util": cpu / result.duration_s if result.duration_s else 0.0,
+        "peak_rss_kib": rss.peak_kib,
+        "log_bytes_per_req": log_bytes / result.requests if result.requests else 0.0,
+    }
+
+
+def run_profile(args: argparse.Namespace, generator: LoadGenerator, proxy: ProxyProcess, body_file: Path) -> dict[str, str] | None:
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(py_spy).exists():
+        log("py-spy not found: skipping the profile (pip install py-spy into the venv)")
+        return None
+    out_dir = HERE / "profile"
+    out_dir.mkdir(exist_ok=True)
+    files = {"speedscope": out_dir / "putmetadata-c16.speedscope.json", "collapsed": out_dir / "putmetadata-c16.collapsed.txt"}
+    duration = int(args.profile_seconds)
+    records = []
+    for fmt, path in (("speedscope", files["speedscope"]), ("raw", files["collapsed"])):
+        # py-spy runs on the load core; it samples the proxy from outside (ptrace-free reads).
+        command = ["taskset", "-c", str(args.load_cpu), py_spy, "record", "--pid", str(proxy.pid), "--rate", "200",
+                   "--duration", str(duration), "--format", fmt, "--output", str(path), "--nonblocking"]
+        recorder = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+        result = generator.run(proxy.url + "/PutMetadata", body_file, 16, duration - 1)
+        _, err = recorder.communicate(timeout=duration + 60)
+        if recorder.returncode != 0:
+            log(f"py-spy failed: {err[-500:]}")
+            return None
+        records.append(result)
+    import profile_summary
+
+    summary = profile_summary.summarise(files["collapsed"].read_text())
+    (out_dir / "summary.md").write_text(summary)
+    log(f"profile written to {out_dir} (requests/s while sampled: {records[-1].rps:.0f})")
+    return {k: str(v.relative_to(HERE)) for k, v in files.items()} | {"summary": "profile/summary.md"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    notes = check_cores(args)
+    tmp = Path(tempfile.mkdtemp(prefix="ivs-proxy-bench-"))
+    generator = LoadGenerator(args.load_cpu, force_fallback=args.fallback_load)
+    if generator.kind != "wrk":
+        notes.append("wrk not found: load from benchmarks/pyload.py (slower; `apt-get install wrk`)")
+    certs = make_certificates(tmp)
+    upstream = start_upstream(tmp / "upstream", certs, args.load_cpu, force_fallback=args.fallback_upstream)
+    if upstream.kind != "nginx":
+        notes.append("nginx not found: upstream is benchmarks/fallback_upstream.py (slower; `apt-get install nginx`)")
+    log(f"upstream {upstream.kind} {upstream.version} at {upstream.url}; load generator {generator.kind}")
+    env = proxy_env(upstream.url, certs.ca_bundle)
+    results: dict[str, object] = {
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(["benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])]),
+        "settings": {"repeats": args.repeats, "duration_s": args.duration, "concurrency": args.concurrency,
+                     "proxy_cpu": args.proxy_cpu, "load_cpu": args.load_cpu, "proxy_args": args.proxy_arg,
+                     "variant": args.variant, "startups": args.startups},
+        "machine": machine.describe() | {"upstream": f"{upstream.kind} {upstream.version}",
+                                         "load_generator": f"{generator.kind} {generator.version}"},
+        "notes": notes,
+    }
+    proxy: ProxyProcess | None = None
+    try:
+        log("signing micro-benchmark")
+        results["signing"] = run_signing(args)
+        log(f"start-to-ready x{args.startups}")
+        results["startup"] = measure_startup(args, env, tmp)
+        proxy = ProxyProcess(env, args.proxy_cpu, tmp / "proxy.log", tuple(args.proxy_arg), launcher(args))
+        proxy.start()
+        time.sleep(1.0)
+        results["idle_memory_kib"] = proxy.memory_kib()
+        preflight(args.scenarios, upstream.url, proxy.url, certs.ca_bundle)
+        body_files = {s.name: upstream.docroot / f"{s.name}.request.json" for s in args.scenarios}
+        log("warm-up")
+        for scenario in args.scenarios:
+            for target in (upstream.url, proxy.url):
+                generator.run(target + scenario.path, body_files[scenario.name], max(args.concurrency), 1.0)
+        points: list[dict[str, object]] = []
+        for repeat in range(args.repeats):
+            for scenario in args.scenarios:
+                for connections in args.concurrency:
+                    body = body_files[scenario.name]
+                    direct = one_point(generator, upstream.url + scenario.path, body, connections, args.duration, None)
+                    proxied = one_point(generator, proxy.url + scenario.path, body, connections, args.duration, proxy)
+                    points.append({"repeat": repeat, "scenario": scenario.name, "small": scenario.small,
+                                   "connections": connections, "direct": direct, "proxy": proxied})
+                    log(f"r{repeat} {scenario.name:<13} c={connections:<3} direct {direct['rps']:>7.0f}/s "
+                        f"p50 {direct['p50_ms']:.3f} p99 {direct['p99_ms']:.3f} | proxy {proxied['rps']:>6.0f}/s "
+                        f"p50 {proxied['p50_ms']:.3f} p99 {proxied['p99_ms']:.3f} ms, "
+                        f"{proxied['proxy_cpu_us_per_req']:.0f} us CPU/req, errors {proxied['errors']}")
+        results["points"] = points
+        time.sleep(1.0)
+        results["after_load_memory_kib"] = proxy.memory_kib()
+        if args.profile:
+            log(f"profiling c=16 PutMetadata for {args.profile_seconds:.0f} s")
+            results["profile"] = run_profile(args, generator, proxy, body_files["PutMetadata"])
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        upstream.stop()
+        if not args.keep_temp:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            log(f"kept {tmp}")
+    results["wall_s"] = time.monotonic() - started
+    args.output.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
+    args.output.write_text(report.render(results))
+    log(f"wrote {args.output} and {args.output.with_suffix('.json')} in {results['wall_s']:.0f} s")
+    print(report.summary_table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
