@@ -40,7 +40,7 @@ class LoadGenerator:
 
     def run(self, url: str, body_file: Path, connections: int, duration: float) -> LoadResult:
         if self.wrk:
-            command = ["taskset", "-c", str(self.cpu), self.wrk, "-t1", f"-c{connections}", f"-d{duration}s",
+            command = ["taskset", "-c", str(self.cpu), self.wrk, "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
                        "--timeout", "5s", "-s", str(HERE / "wrk" / "post.lua"), url]
         else:
             command = ["taskset", "-c", str(self.cpu), sys.executable, str(HERE / "pyload.py"), url,

@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import ssl
-import statistics
 import subprocess
 import sys
 import tempfile

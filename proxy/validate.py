@@ -1,25 +1,34 @@
-"""Checks one operation's input against its botocore shape, and collects the ARNs it names.
+r"""Checks one operation's input against its botocore shape, and collects the ARNs it names.
 
 `compile_input_validator` walks the shape tree ONCE (at start-up) and builds closures; a
 request then only runs those closures: no botocore objects, no shape lookups by name.
-Every message names the member path; values of sensitive shapes are never quoted.
+Every message names the member path; values of sensitive shapes (and everything inside
+a sensitive map or structure, keys included) are never quoted; other values are cut to
+64 characters.
 
-Where we deviate from the model (the model documents AWS; it is not AWS):
-* ARN-typed strings (see `is_arn_shape`) are checked structurally by `arns.ArnRule`,
-  not by the model regex: the regexes hard-code the `aws` partition, and `ResourceArn`
-  (all three models) allows ONE character of resource type, refusing every real ARN.
-  `^$|^arn...` patterns keep their empty case ("" is how AWS clears e.g. a recording
-  configuration). ivschat `LambdaArn` is `$|^arn:aws:lambda...`, which under search
-  semantics matches ANY string; we read it as intended, "" or a lambda function ARN
-  (AWS documents that it must be one), so we are stricter than the regex there.
-* Patterns use ECMA-262 `search` semantics (not anchored), as Smithy specifies. So the
-  many `[a-zA-Z0-9-_]*` name patterns constrain nothing: AWS, not us, judges names.
-* Timestamps accept epoch numbers and ISO-8601 strings although the shapes say
-  iso8601: AWS's JSON deserializers accept both.
-* JSON null for a structure member means "absent" (Smithy JSON protocols); in lists and
-  maps it is refused.
-Everything else is the model as written; no constraint the model lacks is added (AWS
-enforces e.g. the 1 KB PutMetadata limit itself), except refusing `aws:` tag keys.
+The model documents AWS; it is not AWS. Where we deviate from it, and why:
+* ARN-typed strings (`is_arn_shape`) are checked structurally by `arns.ArnRule`, not by
+  the model regex, which hard-codes the `aws` partition and, for `ResourceArn` (all three
+  models), allows ONE character of resource type, refusing every real ARN. The rule keeps
+  what the patterns get right: service, resource type, a region and a numeric account;
+  it asks the WHOLE value to be an ARN (the unanchored regexes would take "x arn:...")
+  with an id free of whitespace. `^$|^arn...` patterns keep their empty case: "" is how
+  AWS detaches e.g. a recording configuration. ivschat `LambdaArn` is `$|^arn:aws:lambda`,
+  which under search semantics matches ANY string; we read it as meant, "" or a Lambda
+  function ARN (the API reference says it must be one): stricter than the regex.
+* Patterns use ECMA-262 search semantics (not anchored), as Smithy specifies, so the
+  many `[a-zA-Z0-9-_]*` name patterns and ivs `TagValue` constrain nothing: AWS judges
+  names. `\p{L}`-style classes are translated; a pattern Python cannot express is skipped.
+* Integer and long members also keep to 32/64 bits, the range of their wire types.
+* Timestamps take epoch numbers or ISO-8601 text, although the shapes say iso8601: AWS's
+  JSON deserializers read both.
+* JSON null for a structure member means "absent" (Smithy JSON protocols); in a list or
+  map it is refused.
+* Tag keys starting with `aws:` (any case) are refused in the `Tags` map and `TagKeyList`:
+  AWS reserves the prefix; the model does not say so.
+No limit the model lacks is added (AWS itself enforces e.g. 1 KB of PutMetadata, 1 KB of
+participant attributes, even encoder widths); sensitivity follows the model's flags only
+(ivschat `UserID` is sensitive, ivs-realtime `userId` is not: its docs say no PII there).
 """
 
 from __future__ import annotations
@@ -143,6 +152,7 @@ def _category_runs() -> dict[str, str]:
     return {k: "".join(v) for k, v in runs.items()}
 
 
+@functools.cache
 def _property_class(name: str) -> str | None:
     """The class body for `\\p{name}` (general categories only; scripts etc. -> None)."""
     name = _LONG_CATEGORY.get(name, name)
@@ -212,6 +222,7 @@ def _translate(pattern: str) -> str | None:
     return "".join(out)
 
 
+@functools.cache  # the same pattern shapes recur in every operation of a service
 def compile_ecma_pattern(pattern: str) -> re.Pattern[str] | None:
     """Compile a Smithy pattern for `search`; None if Python cannot express it (skipped)."""
     translated = _translate(pattern)

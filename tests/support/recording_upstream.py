@@ -3,6 +3,7 @@ with botocore's own signer (an independent implementation from the proxy's)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass, field
 
@@ -36,6 +37,8 @@ class RecordingUpstream:
     secret_key: str
     status: int = 200
     body: bytes = b"{}"
+    headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
+    delay_seconds: float = 0.0
     received: list[Received] = field(default_factory=list)
 
     def app(self) -> web.Application:
@@ -53,7 +56,9 @@ class RecordingUpstream:
             record.signed_headers = tuple(match["signed"].split(";"))
             record.signature_valid = self._expected_signature(record, match) == match["signature"]
         self.received.append(record)
-        return web.Response(status=self.status, body=self.body, content_type="application/json")
+        if self.delay_seconds:
+            await asyncio.sleep(self.delay_seconds)
+        return web.Response(status=self.status, body=self.body, headers=self.headers)
 
     def _expected_signature(self, record: Received, match: re.Match[str]) -> str:
         signed = {name: record.headers.get(name, "") for name in record.signed_headers}

@@ -761,3 +761,13 @@ def test_shaped_random_input_gives_a_result_or_request_invalid(data: st.DataObje
     event("accepted, with ARNs" if result.resources else "accepted")
     for ref in result.resources:
         assert parse_arn(str(ref.arn)) == ref.arn and ref.member_path
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.characters(exclude_categories=("Cn", "Cs")), max_size=6))
+def test_unicode_classes_agree_with_a_real_unicode_regex_engine(text: str) -> None:
+    regex = pytest.importorskip("regex")  # dev-only oracle; not a dependency of the proxy
+    for pattern in (r"([\p{L}\p{Z}\p{N}_.:/=+\-@]+)", r"^[\p{Lu}\p{Nd}]+$", r"\P{L}", r"^\p{Letter}*$"):
+        ours = compile_ecma_pattern(pattern)
+        assert ours is not None
+        assert bool(ours.search(text)) == bool(regex.search(pattern, text)), (pattern, text)
