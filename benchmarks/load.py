@@ -9,6 +9,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from procs import pinned
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -40,10 +42,10 @@ class LoadGenerator:
 
     def run(self, url: str, body_file: Path, connections: int, duration: float) -> LoadResult:
         if self.wrk:
-            command = ["taskset", "-c", str(self.cpu), self.wrk, "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
+            command = [*pinned(self.cpu), self.wrk, "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
                        "--timeout", "5s", "-s", str(HERE / "wrk" / "post.lua"), url]
         else:
-            command = ["taskset", "-c", str(self.cpu), sys.executable, str(HERE / "pyload.py"), url,
+            command = [*pinned(self.cpu), sys.executable, str(HERE / "pyload.py"), url,
                        "--body-file", str(body_file), "--connections", str(connections), "--duration", str(duration)]
         env = {"BENCH_BODY_FILE": str(body_file), "PATH": "/usr/bin:/bin"}
         out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=duration + 60)

@@ -11,6 +11,33 @@ import time
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
+#: Scheduling priority for every benchmark process (proxy, upstream, load generator). The
+#: machine may be shared: a negative nice value (root only) keeps other tenants' work from
+#: stealing the pinned cores. 0 = leave the default. Set by run.py / compare.py (--nice).
+NICE = 0
+
+
+def pinned(cpu: int) -> list[str]:
+    """Command prefix: pin to `cpu` (taskset) at priority NICE. exec chain keeps the pid."""
+    prefix = ["taskset", "-c", str(cpu)]
+    return (["nice", "-n", str(NICE)] + prefix) if NICE else prefix
+
+
+def default_nice() -> int:
+    return -10 if os.geteuid() == 0 else 0
+
+
+def core_busy_seconds() -> dict[int, float]:
+    """Per core: non-idle time (user+nice+system+irq+softirq+steal) since boot, seconds."""
+    busy: dict[int, float] = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu") and line[3].isdigit():
+                name, *values = line.split()
+                v = [int(x) for x in values]
+                busy[int(name[3:])] = (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / CLOCK_TICKS
+    return busy
+
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from procs import free_port, memory_kib, stop_process, wait_for_status
+from procs import free_port, memory_kib, pinned, stop_process, wait_for_status
 
 #: Shaped like real STS session credentials (a session token is several hundred bytes and
 #: is sent, and signed, on every request).
@@ -62,7 +62,7 @@ class ProxyProcess:
         return self.process.pid
 
     def start(self, timeout: float = 30.0) -> None:
-        command = ["taskset", "-c", str(self.cpu), *self.launcher, "serve",
+        command = [*pinned(self.cpu), *self.launcher, "serve",
                    "--listen", f"127.0.0.1:{self.port}", "--admin-listen", f"127.0.0.1:{self.admin_port}",
                    *self.extra_args]
         # stderr (the JSON access log) goes to a file, as a container runtime would take it.

@@ -54,6 +54,8 @@ def aggregate(results: dict[str, Any]) -> list[dict[str, Any]]:
             "added_p99": med([b["p99_ms"] - a["p99_ms"] for a, b in zip(d, x)]),
             "cpu_us": med([p["proxy_cpu_us_per_req"] for p in x]),
             "cpu_util": med([p["proxy_cpu_util"] for p in x]),
+            "capacity": med([1e6 / p["proxy_cpu_us_per_req"] for p in x if p["proxy_cpu_us_per_req"]]),
+            "foreign": max(p.get("foreign_cpu_util", 0.0) for p in x),
             "peak_rss_mib": max(p["peak_rss_kib"] for p in x) / MIB,
             "errors": sum(p["errors"] for p in x) + sum(p["errors"] for p in d),
             "log_bytes": med([p["log_bytes_per_req"] for p in x]),
@@ -92,7 +94,8 @@ def target_rows(results: dict[str, Any], rows: list[dict[str, Any]]) -> list[tup
                         _verdict(r["added_p99"], TARGETS["added_p99_c1_ms"], "ms")))
     for r in rows:
         if r["small"] and r["c"] >= 16:
-            out.append((f"req/s, c={r['c']}, {r['scenario']}", ">= 5,000 /s", f"{r['proxy_rps']:,.0f} /s",
+            out.append((f"req/s, c={r['c']}, {r['scenario']}", ">= 5,000 /s",
+                        f"{r['proxy_rps']:,.0f} /s ({r['capacity']:,.0f} /s per core from CPU/req)",
                         _verdict(r["proxy_rps"], TARGETS["small_rps"], "req/s", higher_is_better=True)))
     # p99 growing no faster than concurrency: p99(c) / p99(c0) <= c / c0, per repeat, median.
     for r in rows:
@@ -131,15 +134,17 @@ def summary_table(results: dict[str, Any]) -> str:
     rows = aggregate(results)
     lines = [
         "| scenario | c | direct req/s | proxy req/s | proxy/direct | direct p50 | proxy p50 | **added p50** | "
-        "direct p99 | proxy p99 | **added p99** | proxy CPU/req | proxy CPU | peak RSS | errors |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "direct p99 | proxy p99 | **added p99** | proxy CPU/req | req/s per core at that CPU/req | proxy core busy | "
+        "other work on proxy core (max) | peak RSS | errors |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['scenario']} | {r['c']} | {r['direct_rps']:,.0f} | {r['proxy_rps']:,.0f} | {r['rps_ratio']:.2f} | "
             f"{_fmt_ms(r['direct_p50'])} | {_fmt_ms(r['proxy_p50'])} | **{_fmt_ms(r['added_p50'])}** | "
             f"{_fmt_ms(r['direct_p99'])} | {_fmt_ms(r['proxy_p99'])} | **{_fmt_ms(r['added_p99'])}** | "
-            f"{r['cpu_us']:.0f} us | {r['cpu_util'] * 100:.0f}% | {r['peak_rss_mib']:.1f} MiB | {r['errors']} |"
+            f"{r['cpu_us']:.0f} us | {r['capacity']:,.0f} | {r['cpu_util'] * 100:.0f}% | {r['foreign'] * 100:.0f}% | "
+            f"{r['peak_rss_mib']:.1f} MiB | {r['errors']} |"
         )
     return "\n".join(lines)
 
@@ -172,7 +177,7 @@ def render(results: dict[str, Any]) -> str:
         f"| memory | {m['memory_gib']} GiB |",
         f"| kernel / OS | {m['kernel']} / {m['os']} |",
         f"| pinning | proxy on core {settings['proxy_cpu']} (one worker: `taskset -c {settings['proxy_cpu']} ivs-proxy serve`); "
-        f"upstream and load generator on core {settings['load_cpu']} |",
+        f"upstream and load generator on core {settings['load_cpu']}; all at nice {settings.get('nice', 0)} |",
         f"| upstream | {m['upstream']} (TLS, keep-alive, one worker) |",
         f"| load generator | {m['load_generator']}, 1 thread, closed loop |",
         f"| software | Python {m['python']}, {m['openssl']}, aiohttp {m['aiohttp']}, botocore {m['botocore']}, "
@@ -193,7 +198,10 @@ def render(results: dict[str, Any]) -> str:
         "Latencies in ms. *direct* = the same wrk load straight at the TLS upstream; *proxy* = through "
         "`ivs-proxy serve` (plain HTTP in, TLS out). *added* = proxy - direct, per repeat, median. "
         "*proxy CPU/req* = the proxy's utime+stime over the run / requests; *proxy CPU* = share of its "
-        "one core in use. *peak RSS* = highest VmRSS sampled every 50 ms during the point.",
+        "one core in use; *req/s per core at that CPU/req* = 1e6 / CPU µs per request, the throughput one fully "
+        "used core would give, which is much less sensitive to other tenants than req/s. *other work on proxy core* "
+        "= busy time of that core (/proc/stat) not spent in the proxy: how much a shared machine interfered. "
+        "*peak RSS* = highest VmRSS sampled every 50 ms during the point.",
         "",
         summary_table(results),
         "",

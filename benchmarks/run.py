@@ -34,15 +34,15 @@ import machine  # noqa: E402
 import payloads  # noqa: E402
 import report  # noqa: E402
 from load import LoadGenerator  # noqa: E402
-from procs import RssSampler, cpu_seconds  # noqa: E402
+import procs  # noqa: E402
+from procs import RssSampler, core_busy_seconds, cpu_seconds, pinned  # noqa: E402
 from proxyproc import ProxyProcess, proxy_env  # noqa: E402
 from upstream import make_certificates, start_upstream  # noqa: E402
 
-#: Experimental launchers (not how users run it): the proxy with one change applied from
-#: outside, to measure a proposed change without editing proxy/. See variants/.
-VARIANTS = {
-    "uvloop": ("variants/uvloop_launcher.py", "run the proxy on uvloop's event loop"),
-}
+#: Experimental: `--variant PATCHES` runs the proxy through variants/launch.py with those
+#: patches (comma-separated, e.g. uvloop,gcfreeze) to measure a proposed change without
+#: editing proxy/. Not how users run it; results.md says so.
+LAUNCHER = HERE / "variants" / "launch.py"
 
 
 def log(message: str) -> None:
@@ -63,11 +63,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fallback-upstream", action="store_true", help="use the bundled upstream even if nginx exists")
     parser.add_argument("--fallback-load", action="store_true", help="use the bundled load generator even if wrk exists")
     parser.add_argument("--proxy-arg", action="append", default=[], help="extra `ivs-proxy serve` argument (repeatable)")
-    parser.add_argument("--variant", choices=sorted(VARIANTS), help="experimental launcher (not the production path)")
+    parser.add_argument("--variant", help="experimental: comma-separated patches of variants/launch.py (not production)")
     parser.add_argument("--profile", action="store_true", help="record a py-spy profile of the proxy at c=16 PutMetadata")
     parser.add_argument("--profile-seconds", type=float, default=10.0)
+    parser.add_argument("--nice", type=int, default=procs.default_nice(),
+                        help="nice value for proxy, upstream and load (default -10 as root, else 0): "
+                             "shields the pinned cores from other work on a shared machine")
     parser.add_argument("--keep-temp", action="store_true", help="keep the temp dir (certs, nginx conf, logs)")
     args = parser.parse_args(argv)
+    procs.NICE = args.nice
     args.repeats = args.repeats or (1 if args.quick else 3)
     args.duration = args.duration or (2.0 if args.quick else 5.0)
     args.startups = args.startups or (3 if args.quick else 7)
@@ -123,7 +127,7 @@ def preflight(scenarios: list[payloads.Scenario], upstream_url: str, proxy_url: 
 
 
 def run_signing(args: argparse.Namespace) -> dict[str, list[float]]:
-    out = subprocess.run(["taskset", "-c", str(args.proxy_cpu), sys.executable, str(HERE / "signbench.py")],
+    out = subprocess.run([*pinned(args.proxy_cpu), sys.executable, str(HERE / "signbench.py")],
                          capture_output=True, text=True, timeout=300, cwd=HERE)
     if out.returncode != 0:
         raise RuntimeError(f"signbench failed: {out.stderr[-2000:]}")
@@ -133,7 +137,7 @@ def run_signing(args: argparse.Namespace) -> dict[str, list[float]]:
 def launcher(args: argparse.Namespace) -> tuple[str, ...] | None:
     if not args.variant:
         return None
-    return (sys.executable, str(HERE / VARIANTS[args.variant][0]))
+    return (sys.executable, str(LAUNCHER))
 
 
 def measure_startup(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> list[dict[str, float]]:
@@ -149,19 +153,26 @@ def measure_startup(args: argparse.Namespace, env: dict[str, str], tmp: Path) ->
 
 
 def one_point(generator: LoadGenerator, url: str, body_file: Path, connections: int, duration: float,
-              proxy: ProxyProcess | None) -> dict[str, object]:
+              proxy: ProxyProcess | None, proxy_cpu: int = 0) -> dict[str, object]:
+    busy_before = core_busy_seconds()
     if proxy is None:
         result = generator.run(url, body_file, connections, duration)
-        return {**asdict(result), "rps": result.rps}
+        busy = {c: v - busy_before[c] for c, v in core_busy_seconds().items()}
+        return {**asdict(result), "rps": result.rps, "core_busy_s": busy}
     proxy.truncate_log()
     cpu_before = cpu_seconds(proxy.pid)
     with RssSampler(proxy.pid) as rss:
         result = generator.run(url, body_file, connections, duration)
     cpu = cpu_seconds(proxy.pid) - cpu_before
+    busy = {c: v - busy_before[c] for c, v in core_busy_seconds().items()}
     log_bytes = proxy.log_path.stat().st_size
+    # Work on the proxy's core that was not the proxy: other tenants of a shared machine.
+    foreign = max(0.0, busy.get(proxy_cpu, 0.0) - cpu)
     return {
         **asdict(result),
         "rps": result.rps,
+        "core_busy_s": busy,
+        "foreign_cpu_util": foreign / result.duration_s if result.duration_s else 0.0,
         "proxy_cpu_s": cpu,
         "proxy_cpu_us_per_req": cpu / result.requests * 1e6 if result.requests else 0.0,
         "proxy_cpu_util": cpu / result.duration_s if result.duration_s else 0.0,
@@ -182,7 +193,7 @@ def run_profile(args: argparse.Namespace, generator: LoadGenerator, proxy: Proxy
     records = []
     for fmt, path in (("speedscope", files["speedscope"]), ("raw", files["collapsed"])):
         # py-spy runs on the load core; it samples the proxy from outside (ptrace-free reads).
-        command = ["taskset", "-c", str(args.load_cpu), py_spy, "record", "--pid", str(proxy.pid), "--rate", "200",
+        command = [*pinned(args.load_cpu), py_spy, "record", "--pid", str(proxy.pid), "--rate", "200",
                    "--duration", str(duration), "--format", fmt, "--output", str(path), "--nonblocking"]
         recorder = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         time.sleep(0.5)
@@ -214,12 +225,15 @@ def main(argv: list[str] | None = None) -> int:
         notes.append("nginx not found: upstream is benchmarks/fallback_upstream.py (slower; `apt-get install nginx`)")
     log(f"upstream {upstream.kind} {upstream.version} at {upstream.url}; load generator {generator.kind}")
     env = proxy_env(upstream.url, certs.ca_bundle)
+    if args.variant:
+        env["BENCH_PATCHES"] = args.variant
+        notes.append(f"EXPERIMENTAL variant: proxy run through variants/launch.py with patches {args.variant}")
     results: dict[str, object] = {
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])]),
         "settings": {"repeats": args.repeats, "duration_s": args.duration, "concurrency": args.concurrency,
                      "proxy_cpu": args.proxy_cpu, "load_cpu": args.load_cpu, "proxy_args": args.proxy_arg,
-                     "variant": args.variant, "startups": args.startups},
+                     "variant": args.variant, "startups": args.startups, "nice": args.nice},
         "machine": machine.describe() | {"upstream": f"{upstream.kind} {upstream.version}",
                                          "load_generator": f"{generator.kind} {generator.version}"},
         "notes": notes,
@@ -246,13 +260,15 @@ def main(argv: list[str] | None = None) -> int:
                 for connections in args.concurrency:
                     body = body_files[scenario.name]
                     direct = one_point(generator, upstream.url + scenario.path, body, connections, args.duration, None)
-                    proxied = one_point(generator, proxy.url + scenario.path, body, connections, args.duration, proxy)
+                    proxied = one_point(generator, proxy.url + scenario.path, body, connections, args.duration, proxy,
+                                        args.proxy_cpu)
                     points.append({"repeat": repeat, "scenario": scenario.name, "small": scenario.small,
                                    "connections": connections, "direct": direct, "proxy": proxied})
                     log(f"r{repeat} {scenario.name:<13} c={connections:<3} direct {direct['rps']:>7.0f}/s "
                         f"p50 {direct['p50_ms']:.3f} p99 {direct['p99_ms']:.3f} | proxy {proxied['rps']:>6.0f}/s "
                         f"p50 {proxied['p50_ms']:.3f} p99 {proxied['p99_ms']:.3f} ms, "
-                        f"{proxied['proxy_cpu_us_per_req']:.0f} us CPU/req, errors {proxied['errors']}")
+                        f"{proxied['proxy_cpu_us_per_req']:.0f} us CPU/req, foreign {proxied['foreign_cpu_util'] * 100:.0f}%, "
+                        f"errors {proxied['errors']}")
         results["points"] = points
         time.sleep(1.0)
         results["after_load_memory_kib"] = proxy.memory_kib()
@@ -268,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             log(f"kept {tmp}")
     results["wall_s"] = time.monotonic() - started
+    args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
     args.output.write_text(report.render(results))
     log(f"wrote {args.output} and {args.output.with_suffix('.json')} in {results['wall_s']:.0f} s")

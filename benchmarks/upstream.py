@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import payloads
-from procs import free_port, wait_for_port
+from procs import free_port, pinned, wait_for_port
 
 HERE = Path(__file__).resolve().parent
 
@@ -98,7 +98,7 @@ class NginxUpstream(Upstream):
             conf = conf.replace(f"@@{key}@@", value)
         conf_path = self.dir / "nginx.conf"
         conf_path.write_text(conf)
-        command = ["taskset", "-c", str(self.cpu), nginx, "-p", str(self.dir), "-c", str(conf_path),
+        command = [*pinned(self.cpu), nginx, "-p", str(self.dir), "-c", str(conf_path),
                    "-e", str(self.dir / "nginx-error.log"), "-g", "daemon off;"]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(self.dir / "nginx-stderr.log", "wb"))
         try:
@@ -113,7 +113,7 @@ class FallbackUpstream(Upstream):
 
     def start(self) -> None:
         self.version = f"asyncio, Python {sys.version.split()[0]}"
-        command = ["taskset", "-c", str(self.cpu), sys.executable, str(HERE / "fallback_upstream.py"),
+        command = [*pinned(self.cpu), sys.executable, str(HERE / "fallback_upstream.py"),
                    "--port", str(self.port), "--cert", str(self.certs.server_pem), "--key", str(self.certs.server_pem),
                    "--docroot", str(self.docroot)]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(self.dir / "fallback-stderr.log", "wb"))

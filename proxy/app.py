@@ -12,7 +12,15 @@ from aiohttp import web
 
 from proxy.catalog import Catalog
 from proxy.config import ProxyConfig
-from proxy.credentials import BotocoreChainSource, Clock, CredentialSource, CredentialStore, utc_now
+from proxy.credentials import (
+    CallerIdentity,
+    Clock,
+    CredentialSource,
+    CredentialStore,
+    IdentityLookup,
+    source_from_config,
+    utc_now,
+)
 from proxy.endpoints import EndpointTable
 from proxy.errors import ConfigError
 from proxy.forward import Upstream
@@ -65,8 +73,10 @@ def build_proxy(
     allowed = allowed_regions(config)
     chooser = RegionChooser(default_region(config.region, env, profile), allowed)
     endpoints = EndpointTable.build(config.services, allowed, env, profile)
-    source = credential_source or BotocoreChainSource(botocore_session(profile))
-    credentials = CredentialStore(source, clock=clock)
+    source, identify = credential_source_for(config, env) if credential_source is None else (credential_source, None)
+    credentials = CredentialStore(
+        source, clock=clock, allow_long_lived=config.credentials.allow_long_lived_credentials, identify=identify
+    )
     head_stages = (
         MatchOperation(catalog),
         CheckHeaders(HeaderPolicy(HeaderOptions(**vars(config.headers)))),
@@ -80,13 +90,22 @@ def build_proxy(
     pipeline = Pipeline(head_stages, body_stages, upstream)
     state = ProxyState(pipeline, upstream, credentials, config.limits.max_body_bytes)
     data_app = create_data_app(state)
-    data_app.cleanup_ctx.append(_credential_refresh(credentials))
+    # First, so that refused long-lived keys stop start-up before anything else opens.
+    data_app.cleanup_ctx.insert(0, _credential_refresh(credentials))
     return Proxy(config, catalog, state, data_app, create_admin_app(state))
+
+
+def credential_source_for(config: ProxyConfig, env: Mapping[str, str]) -> tuple[CredentialSource, IdentityLookup]:
+    """The configured credential source, and how to ask STS whose credentials they are."""
+    profile = config.credentials.profile or env.get("AWS_PROFILE")
+    region = default_region(config.region, env, profile)
+    source = source_from_config(config.credentials, botocore_session(profile), region=region, services=config.services)
+    return source, CallerIdentity(botocore_session(profile), region)
 
 
 def _credential_refresh(store: CredentialStore):  # type: ignore[no-untyped-def]
     async def refresh_in_background(_: web.Application) -> AsyncIterator[None]:
-        await store.refresh()
+        await store.start()  # raises ConfigError (exit code 2) for refused long-lived keys
         task = asyncio.create_task(store.run(), name="credential-refresh")
         yield
         task.cancel()

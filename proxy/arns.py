@@ -1,8 +1,9 @@
 """Amazon Resource Names: a structural parser, and the ARN checks the IVS models imply.
 
 `parse_arn` answers "is this shaped like an ARN at all?" and splits it into its parts. It
-knows nothing about IVS. `ArnRule` is what `validate.py` checks an ARN-typed member
-against instead of the model's regex (see `ArnRule.from_model` for why).
+knows nothing about IVS. `is_arn_shape` says which model shapes hold an ARN, and
+`ArnRule` is what `validate.py` checks them against instead of the model's regex (see
+`ArnRule.from_model` for why).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 import botocore.loaders
+import botocore.model
 
 
 def _known_partitions() -> frozenset[str]:
@@ -101,6 +103,12 @@ class ArnRule:
         object.__setattr__(self, "matcher", matcher)
 
     @classmethod
+    def for_shape(cls, shape: botocore.model.Shape) -> ArnRule:
+        """The rule for an ARN-typed shape (see `is_arn_shape`)."""
+        pattern = shape.metadata.get("pattern")
+        return cls.from_model(pattern, bool(pattern and _EMPTY_FIRST.match(pattern)))
+
+    @classmethod
     def from_model(cls, pattern: str | None, allow_empty: bool) -> ArnRule:
         """Build the rule from a model pattern (`allow_empty`: the pattern matches "").
 
@@ -123,3 +131,21 @@ class ArnRule:
         """Return the parsed ARN if `text` satisfies the rule (length is checked elsewhere)."""
         m = self.matcher.fullmatch(text)
         return None if m is None else Arn(*m.groups())
+
+
+# "^$|^arn..." and ivschat's "$|^arn...": the pattern's first alternative is the empty string.
+_EMPTY_FIRST = re.compile(r"\^?\$\|")
+_ARN_IN_PATTERN = re.compile(r"(?<![A-Za-z0-9])arn:")
+
+
+def is_arn_shape(shape: botocore.model.Shape) -> bool:
+    """ARN-typed: a string shape whose pattern spells out an ARN, or one named ...Arn.
+
+    The pattern test also catches the ivschat identifiers (RoomIdentifier,
+    LoggingConfigurationIdentifier: ARN-only per the model); the name test is for a
+    future ...Arn shape that arrives without a pattern. Decided once, at compile time.
+    """
+    if shape.type_name != "string" or shape.metadata.get("enum"):
+        return False
+    pattern = shape.metadata.get("pattern") or ""
+    return bool(_ARN_IN_PATTERN.search(pattern)) or shape.name.endswith("Arn")

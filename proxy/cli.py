@@ -1,4 +1,4 @@
-"""`ivs-proxy` commands: serve, routes, check-config."""
+"""`ivs-proxy` commands: serve, routes, check-config, whoami."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ import structlog
 from aiohttp import web
 
 from proxy import __version__
-from proxy.app import build_proxy
+from proxy.app import build_proxy, credential_source_for
 from proxy.catalog import SERVICE_MOUNTS, Catalog
 from proxy.config import ProxyConfig, load_config, parse_host_port
+from proxy.credentials import LONG_LIVED_MESSAGE, utc_now
 from proxy.errors import ConfigError
 from proxy.logs import configure_logging
 
@@ -41,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("file")
+
+    whoami = commands.add_parser("whoami", help="show which AWS credentials the proxy would sign with")
+    whoami.add_argument("--config", help="YAML config file")
+    whoami.add_argument("--region", help="default AWS region (used for STS)")
     return parser
 
 
@@ -62,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(_config(args))
         if args.command == "routes":
             return print_routes(_config(args))
+        if args.command == "whoami":
+            return whoami(_config(args))
         if args.command == "check-config":
             load_config(args.file)
             print(f"{args.file}: ok")
@@ -77,6 +84,26 @@ def print_routes(config: ProxyConfig) -> int:
     for op in sorted(catalog.operations, key=lambda o: (o.service.name, o.path_template, o.method)):
         mount = "" if op.service.name == "ivs" else SERVICE_MOUNTS[op.service.name]
         print(f"{op.service.name:<13} {op.method:<7} {mount}{op.path_template:<40} {op.name}")
+    return 0
+
+
+def whoami(config: ProxyConfig) -> int:
+    """Fetch credentials once, as `serve` would, and say whose they are and until when."""
+    source, identify = credential_source_for(config, os.environ)
+    try:
+        snapshot = source.fetch()
+    except Exception as exc:
+        print(f"ivs-proxy: no usable AWS credentials: {exc}", file=sys.stderr)
+        return 1
+    identity = snapshot.identity or identify(snapshot.credentials)
+    if snapshot.expires_at is None:
+        expires = "never (long-lived access keys)"
+    else:
+        left = int((snapshot.expires_at - utc_now()).total_seconds())
+        expires = f"{snapshot.expires_at.isoformat()} (in {left // 60} min {left % 60} s)"
+    print(f"source:   {snapshot.source}\nidentity: {identity or 'unknown'}\nexpires:  {expires}")
+    if snapshot.expires_at is None and not config.credentials.allow_long_lived_credentials:
+        raise ConfigError("credentials", LONG_LIVED_MESSAGE.format(source=snapshot.source))
     return 0
 
 

@@ -8,6 +8,8 @@ to a default), reported with its dotted path and the file it came from.
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -49,8 +51,46 @@ class UpstreamConfig:
 
 @dataclass(frozen=True)
 class CredentialsConfig:
+    """Where the proxy's own AWS credentials come from (docs/credentials.md)."""
+
     profile: str | None = None
-    allow_long_lived_credentials: bool = False
+    allow_long_lived_credentials: bool = False  # local development only
+    # Set: the proxy assumes this role itself with whatever the standard chain finds.
+    role_arn: str | None = None
+    role_session_name: str = "ivs-proxy"
+    external_id: str | None = None
+    duration_seconds: int = 3600
+    # "served-services" (only the IAM actions of `services`), "none", or a JSON policy.
+    session_policy: str = "served-services"
+
+    _ROLE_ARN: typing.ClassVar = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+    _SESSION_NAME: typing.ClassVar = re.compile(r"[\w+=,.@-]{2,64}")
+    _EXTERNAL_ID: typing.ClassVar = re.compile(r"[\w+=,.@:/-]{2,1224}")
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("role_arn", self.role_arn is None or self._ROLE_ARN.fullmatch(self.role_arn), "must be an IAM role ARN"),
+            ("role_session_name", self._SESSION_NAME.fullmatch(self.role_session_name),
+             "must be 2-64 of [A-Za-z0-9+=,.@_-]"),
+            ("external_id", self.external_id is None or self._EXTERNAL_ID.fullmatch(self.external_id),
+             "must be 2-1224 of [A-Za-z0-9+=,.@:/_-]"),
+            ("external_id", self.external_id is None or self.role_arn, "is used only with credentials.role_arn"),
+            ("duration_seconds", 900 <= self.duration_seconds <= 43200, "must be 900 to 43200 (15 min to 12 h)"),
+            ("session_policy", self._is_session_policy(self.session_policy),
+             'must be "served-services", "none" or a JSON policy document'),
+        )
+        for key, ok, reason in checks:
+            if not ok:
+                raise ConfigError(f"credentials.{key}", reason)
+
+    @staticmethod
+    def _is_session_policy(value: str) -> bool:
+        if value in ("served-services", "none"):
+            return True
+        try:
+            return isinstance(json.loads(value), dict)
+        except ValueError:
+            return False
 
 
 @dataclass(frozen=True)

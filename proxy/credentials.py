@@ -1,144 +1,610 @@
-"""The proxy's own AWS credentials: resolved off the event loop, read as frozen snapshots.
+"""The proxy's own AWS credentials: short-lived, renewed in the background, read as snapshots.
 
 The request path calls `CredentialStore.current()`, which never touches the network: it
-returns the snapshot the background task last fetched, or refuses (503) if that snapshot
-is missing or expired. Fetching goes through botocore's standard provider chain in a worker
-thread, because botocore's providers block (HTTP to STS, IMDS, SSO, container endpoints).
+returns the snapshot the background task last fetched, or refuses (503) once that snapshot
+is missing or (nearly) expired. Fetching goes through botocore's providers in a worker
+thread, because they block (HTTP to STS, IMDS, SSO, container endpoints).
+
+Schedule, for credentials that live `L` seconds (as seen when first fetched):
+
+* stop signing `skew = min(30 s, L/10)` before expiry;
+* renew at `expiry - lead`, `lead = min(15 min, L/2)`, moved up to 20 % of `lead` earlier
+  at random so that replicas do not all call STS in the same second;
+* after a failure, retry with capped exponential backoff (base `lead/50` within
+  0.05-1 s, cap `lead/5` within 0.2-30 s, jittered) until a refresh succeeds, also after
+  the credentials expired, so service resumes by itself when the source comes back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
-from collections.abc import Callable
+import json
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import botocore.credentials
 import botocore.session
 import structlog
+from botocore.config import Config
+from dateutil.parser import isoparse
 
-from proxy.errors import SigningUnavailable
+from proxy.config import CredentialsConfig
+from proxy.errors import ConfigError, SigningUnavailable
 from proxy.signing import FrozenCredentials
 
 log = structlog.get_logger("ivs_proxy.credentials")
 
 Clock = Callable[[], datetime.datetime]
+Sleep = Callable[[float], Awaitable[None]]
+#: Called after every refresh attempt with ("success" | "unchanged" | "failure", seconds).
+RefreshHook = Callable[[str, float], None]
+#: Best-effort "who are these credentials": an IAM ARN, or None if unknown.
+IdentityLookup = Callable[[FrozenCredentials], "str | None"]
+T = TypeVar("T")
+
+MAX_SKEW = 30.0
+MAX_LEAD = 15 * 60.0
+JITTER = 0.2
+#: Retry pacing before any credentials were obtained (their lifetime is not known yet).
+UNKNOWN_LIFETIME = 3600.0
+
+#: IAM action prefix per served service: the IVS real-time API uses `ivs:` too.
+IAM_PREFIXES = {"ivs": "ivs", "ivs-realtime": "ivs", "ivschat": "ivschat"}
+
+LONG_LIVED_MESSAGE = (
+    "the AWS credentials found ({source}) are long-lived access keys with no expiry; "
+    "ivs-proxy signs only with short-lived credentials. Fix: set credentials.role_arn so the "
+    "proxy assumes a role with them, or use an SSO profile (credentials.profile), or run where "
+    "the platform issues role credentials (EKS IRSA or Pod Identity, ECS task role, EC2 "
+    "instance profile). For local development only: credentials.allow_long_lived_credentials: true"
+)
 
 
 def utc_now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 @dataclass(frozen=True, slots=True)
 class CredentialSnapshot:
     credentials: FrozenCredentials
     expires_at: datetime.datetime | None  # None: long-lived keys
-    source: str  # botocore's method name, e.g. "assume-role", "env", "container-role"
+    source: str  # botocore's method name ("env", "container-role", "sso", ...) or ours
+    identity: str | None = None  # the IAM ARN when the source knows it
 
 
 class CredentialSource(Protocol):
-    """Fetches one set of credentials; blocking; called from a worker thread."""
+    """Fetches one fresh set of credentials; blocking; called from a worker thread."""
 
     def fetch(self) -> CredentialSnapshot: ...
 
 
-class BotocoreChainSource:
-    """botocore's standard chain: env, profiles, SSO, assume-role, web identity, container, IMDS."""
+class SourceFailed(Exception):
+    """A fetch failed; the message names the source and the reason, never a secret."""
 
-    def __init__(self, session: botocore.session.Session) -> None:
-        self._session = session
-        self._resolved: botocore.credentials.Credentials | None = None
+    def __init__(self, source: str, cause: BaseException | str) -> None:
+        reason = cause if isinstance(cause, str) else f"{type(cause).__name__}: {cause}"
+        super().__init__(f"{source}: {reason}")
+        self.source = source
 
-    def fetch(self) -> CredentialSnapshot:
-        if self._resolved is None:
-            self._resolved = self._session.get_credentials()
-            if self._resolved is None:
-                raise LookupError("botocore's provider chain found no credentials")
-        frozen = self._resolved.get_frozen_credentials()
-        expiry = getattr(self._resolved, "_expiry_time", None)
-        return CredentialSnapshot(
-            FrozenCredentials(frozen.access_key, frozen.secret_key, frozen.token),
-            expiry,
-            self._resolved.method or "unknown",
-        )
+
+class LongLivedRefused(SourceFailed):
+    """The source gave keys without an expiry and `allow_long_lived_credentials` is off."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__(source, LONG_LIVED_MESSAGE.format(source=source))
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialStatus:
+    """Read-only view for metrics, readiness and `whoami`. Never holds key material."""
+
+    source: str | None
+    identity: str | None
+    expires_at: datetime.datetime | None
+    usable_until: datetime.datetime | None
+    valid: bool
+    last_outcome: str | None
+    last_refresh_ok: bool | None
+    last_error: str | None
+    last_refresh_seconds: float | None
+    last_refresh_at: datetime.datetime | None
+    next_refresh_at: datetime.datetime | None
+    consecutive_failures: int
+
+
+# -- schedule -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """Timings derived from a credential set's lifetime, in seconds."""
+
+    lifetime: float
+
+    @property
+    def skew(self) -> float:
+        # AWS checks the token's expiry when the request arrives, by its clock: leave room
+        # for clock error and time in flight. Lifetimes of seconds exist only in tests,
+        # where 30 s would exceed the lifetime itself, hence the 10 % cap.
+        return min(MAX_SKEW, self.lifetime / 10)
+
+    @property
+    def lead(self) -> float:
+        # 15 min is botocore's advisory window: the point where its cached assume-role/SSO
+        # answers count as stale and IMDS/ECS hand out the next set. It leaves room for
+        # several slow failed attempts (STS timeouts) and their retries before the skew.
+        return min(MAX_LEAD, self.lifetime / 2)
+
+    def refresh_delay(self, rng: random.Random) -> float:
+        """Seconds from the fetch until the next planned refresh."""
+        return self.lifetime - self.lead * (1 + JITTER * rng.random())
+
+    def retry_delay(self, attempt: int, rng: random.Random) -> float:
+        base = min(1.0, max(0.05, self.lead / 50))
+        cap = min(30.0, max(0.2, self.lead / 5))
+        return min(cap, base * 2 ** min(attempt - 1, 30)) * (0.5 + 0.5 * rng.random())
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    snapshot: CredentialSnapshot
+    usable_until: datetime.datetime | None
+    schedule: Schedule | None
+
+
+# -- the store ----------------------------------------------------------------------------
 
 
 class CredentialStore:
-    """Holds the current snapshot; a background task keeps it fresh."""
+    """Holds the current snapshot; `run()` keeps it fresh.
+
+    Only the event loop's thread mutates the store; a snapshot is published by one
+    reference assignment, so `current()` never sees a key from one refresh and a token
+    from another.
+    """
 
     def __init__(
         self,
         source: CredentialSource,
         *,
         clock: Clock = utc_now,
-        refresh_margin: datetime.timedelta = datetime.timedelta(minutes=15),
-        retry_interval: datetime.timedelta = datetime.timedelta(seconds=10),
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+        allow_long_lived: bool = False,
+        identify: IdentityLookup | None = None,
     ) -> None:
         self._source = source
         self._clock = clock
-        self._margin = refresh_margin
-        self._retry = retry_interval
-        self._snapshot: CredentialSnapshot | None = None
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._allow_long_lived = allow_long_lived
+        self._identify = identify
+        self._held: _Held | None = None
+        self._identity: tuple[str, str | None] | None = None  # (access key, ARN)
+        self._next_at: datetime.datetime | None = None
+        self._retries = 0  # attempts since the last renewal: paces the backoff
+        self._failures = 0  # consecutive failed attempts
+        self._refused_long_lived: str | None = None  # the source that offered long-lived keys
+        self._attempt_started: float | None = None  # perf_counter() of the fetch in flight
+        self._last_outcome: str | None = None
         self._last_error: str | None = None
+        self._last_seconds: float | None = None
+        self._last_at: datetime.datetime | None = None
+        self.on_refresh: list[RefreshHook] = []
 
     @property
     def snapshot(self) -> CredentialSnapshot | None:
-        return self._snapshot
+        held = self._held
+        return held.snapshot if held else None
 
     def current(self) -> FrozenCredentials:
-        snapshot = self._snapshot
-        if snapshot is None:
-            raise SigningUnavailable(f"no AWS credentials are available ({self._last_error or 'not loaded yet'})")
-        if snapshot.expires_at is not None and snapshot.expires_at <= self._clock():
-            raise SigningUnavailable(
-                f"the proxy's AWS credentials from {snapshot.source} expired and could not be renewed "
-                f"({self._last_error or 'refresh pending'})"
-            )
-        return snapshot.credentials
+        """The credentials to sign with now; SigningUnavailable (503) if none are valid."""
+        held = self._held
+        if held is not None and (held.usable_until is None or self._clock() < held.usable_until):
+            return held.snapshot.credentials
+        raise SigningUnavailable(self.unavailable_reason() or "the AWS credentials just expired")
+
+    def unavailable_reason(self) -> str | None:
+        """Why nothing can be signed now (names the source, never a secret); None if valid."""
+        held = self._held
+        error = self._last_error
+        if held is None:
+            return f"ivs-proxy has no AWS credentials yet ({error or 'the first fetch is still running'})"
+        if held.usable_until is None or self._clock() < held.usable_until:
+            return None
+        expiry = held.snapshot.expires_at.isoformat() if held.snapshot.expires_at else "?"
+        if error is None and self._attempt_started is not None:
+            error = f"a renewal has been waiting on the source for {time.perf_counter() - self._attempt_started:.1f} s"
+        return (
+            f"ivs-proxy's AWS credentials from {held.snapshot.source} expire at {expiry} and could "
+            f"not be renewed ({error or 'renewal pending'})"
+        )
 
     def is_valid(self) -> bool:
-        try:
-            self.current()
-        except SigningUnavailable:
-            return False
-        return True
+        return self.unavailable_reason() is None
 
-    async def refresh(self) -> bool:
-        try:
-            snapshot = await asyncio.to_thread(self._source.fetch)
-        except Exception as exc:  # any provider failure: keep serving with what we have
-            self._last_error = f"{type(exc).__name__}: {_safe_reason(exc)}"
-            log.warning("credentials_refresh_failed", error=self._last_error)
-            return False
-        self._snapshot = snapshot
-        self._last_error = None
-        log.info(
-            "credentials_refreshed",
-            source=snapshot.source,
-            expires_at=snapshot.expires_at.isoformat() if snapshot.expires_at else None,
+    @property
+    def status(self) -> CredentialStatus:
+        held = self._held
+        snapshot = held.snapshot if held else None
+        identity = snapshot.identity if snapshot else None
+        if snapshot and identity is None and self._identity:
+            key, arn = self._identity
+            identity = arn if key == snapshot.credentials.access_key else None
+        return CredentialStatus(
+            source=snapshot.source if snapshot else None,
+            identity=identity,
+            expires_at=snapshot.expires_at if snapshot else None,
+            usable_until=held.usable_until if held else None,
+            valid=self.is_valid(),
+            last_outcome=self._last_outcome,
+            last_refresh_ok=None if self._last_outcome is None else self._last_outcome != "failure",
+            last_error=self._last_error,
+            last_refresh_seconds=self._last_seconds,
+            last_refresh_at=self._last_at,
+            next_refresh_at=self._next_at,
+            consecutive_failures=self._failures,
         )
-        return True
 
-    def _next_delay(self, succeeded: bool) -> float:
-        snapshot = self._snapshot
-        if not succeeded or snapshot is None:
-            return self._retry.total_seconds()
-        if snapshot.expires_at is None:
-            return 3600.0
-        due = snapshot.expires_at - self._margin - self._clock()
-        return max(due.total_seconds(), self._retry.total_seconds())
+    async def start(self) -> None:
+        """The first fetch, at start-up. Long-lived keys that are not allowed are a ConfigError
+        (exit code 2); any other failure leaves the proxy not ready while `run()` retries."""
+        await self.refresh()
+        if self._held is None and self._refused_long_lived:
+            raise ConfigError("credentials", LONG_LIVED_MESSAGE.format(source=self._refused_long_lived))
 
     async def run(self) -> None:
-        """The background refresh loop; cancelled at shutdown."""
-        succeeded = self._snapshot is not None
+        """The background refresh loop; returns only for long-lived keys; cancelled at shutdown."""
+        if self._next_at is None and self._held is None:
+            self._next_at = self._clock()
         while True:
-            await asyncio.sleep(self._next_delay(succeeded))
-            succeeded = await self.refresh()
+            await self._identify_current()
+            if self._next_at is None:
+                return
+            await self._sleep(max(0.0, (self._next_at - self._clock()).total_seconds()))
+            await self.refresh()
+
+    async def refresh(self) -> str:
+        """One attempt: fetch, check, publish. Returns the outcome; never raises."""
+        self._attempt_started = started = time.perf_counter()
+        try:
+            snapshot = self._checked(await _off_loop(self._source.fetch))
+        except Exception as exc:  # any provider failure: keep serving with what we have
+            return self._failed(exc, time.perf_counter() - started)
+        finally:
+            self._attempt_started = None
+        return self._publish(snapshot, time.perf_counter() - started)
+
+    def _checked(self, snapshot: CredentialSnapshot) -> CredentialSnapshot:
+        if snapshot.expires_at is None:
+            if not self._allow_long_lived:
+                raise LongLivedRefused(snapshot.source)
+            return snapshot
+        if snapshot.expires_at.tzinfo is None:
+            snapshot = _replace_expiry(snapshot, snapshot.expires_at.replace(tzinfo=datetime.UTC))
+        assert snapshot.expires_at is not None
+        if snapshot.expires_at <= self._clock():
+            raise SourceFailed(snapshot.source, f"returned credentials that expired at {snapshot.expires_at.isoformat()}")
+        return snapshot
+
+    def _publish(self, snapshot: CredentialSnapshot, seconds: float) -> str:
+        now = self._clock()
+        previous = self._held
+        unchanged = (
+            previous is not None
+            and previous.snapshot.credentials == snapshot.credentials
+            and previous.snapshot.expires_at == snapshot.expires_at
+        )
+        if snapshot.expires_at is None:
+            self._held = _Held(snapshot, None, None)
+            self._next_at = None  # long-lived keys (explicitly allowed): nothing to renew
+        else:
+            if unchanged and previous is not None and previous.schedule is not None:
+                schedule = previous.schedule  # same set again: keep its original lifetime
+            else:
+                schedule = Schedule((snapshot.expires_at - now).total_seconds())
+            usable = snapshot.expires_at - datetime.timedelta(seconds=schedule.skew)
+            self._held = _Held(snapshot, usable, schedule)
+            if unchanged:
+                # The source has nothing newer yet (IMDS and ECS rotate late; env never does).
+                self._retries += 1
+                delay = schedule.retry_delay(self._retries, self._rng)
+            else:
+                self._retries = 0
+                delay = schedule.refresh_delay(self._rng)
+            self._next_at = now + datetime.timedelta(seconds=delay)
+        self._failures = 0
+        self._last_error = None
+        self._refused_long_lived = None
+        return self._record("unchanged" if unchanged else "success", seconds, now)
+
+    def _failed(self, exc: Exception, seconds: float) -> str:
+        now = self._clock()
+        self._failures += 1
+        self._retries += 1
+        self._last_error = _safe_reason(exc, self._held)
+        self._refused_long_lived = exc.source if isinstance(exc, LongLivedRefused) else None
+        held = self._held
+        schedule = held.schedule if held and held.schedule else Schedule(UNKNOWN_LIFETIME)
+        self._next_at = now + datetime.timedelta(seconds=schedule.retry_delay(self._retries, self._rng))
+        return self._record("failure", seconds, now)
+
+    def _record(self, outcome: str, seconds: float, now: datetime.datetime) -> str:
+        self._last_outcome, self._last_seconds, self._last_at = outcome, seconds, now
+        status = self.status
+        level = "info" if outcome != "failure" else ("warning" if status.valid else "error")
+        log.log(
+            _LEVELS[level],
+            "credentials_refresh",
+            outcome=outcome,
+            source=status.source,
+            identity=status.identity,
+            expires_at=_iso(status.expires_at),
+            valid=status.valid,
+            seconds=round(seconds, 4),
+            failures=self._failures,
+            next_refresh_at=_iso(self._next_at),
+            error=self._last_error,
+        )
+        for hook in tuple(self.on_refresh):
+            try:
+                hook(outcome, seconds)
+            except Exception:  # a broken metrics hook must not stop renewals
+                log.exception("credentials_refresh_hook_failed")
+        return outcome
+
+    async def _identify_current(self) -> None:
+        held = self._held
+        if self._identify is None or held is None or held.snapshot.identity is not None:
+            return
+        key = held.snapshot.credentials.access_key
+        if self._identity is not None and self._identity[0] == key:
+            return
+        lookup = self._identify
+        try:
+            arn = await _off_loop(lambda: lookup(held.snapshot.credentials))
+        except Exception:  # best effort: an unknown identity is not a refresh failure
+            arn = None
+        self._identity = (key, arn)
+        log.info("credentials_identity", source=held.snapshot.source, identity=arn)
 
 
-def _safe_reason(exc: Exception) -> str:
-    # Provider errors can quote a profile or URL but botocore never puts secrets in them;
-    # still, keep it short so a misbehaving provider cannot dump a response body here.
-    text = str(exc).replace("\n", " ")
-    return text if len(text) <= 200 else text[:197] + "..."
+_LEVELS = {"info": 20, "warning": 30, "error": 40}
+
+
+async def _off_loop(call: Callable[[], T]) -> T:
+    """Run a blocking call in a fresh daemon thread and await its result.
+
+    Not `asyncio.to_thread`: the default executor is joined when `asyncio.run()` ends and
+    at interpreter exit, so a source stuck in a long STS read would hold up a SIGTERM
+    shutdown; a daemon thread is simply abandoned. The refresh loop awaits each call, so at
+    most one runs at a time and a hanging source cannot pile up threads.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():  # the awaiting task was cancelled (shutdown)
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def work() -> None:
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            result = call()
+        except BaseException as exc:  # handed to the awaiting task, which decides
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop closed while we were blocked
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=work, name="ivs-proxy-credentials", daemon=True).start()
+    return await future
+
+
+# -- sources ------------------------------------------------------------------------------
+
+
+class BotocoreChainSource:
+    """botocore's standard chain: env, profiles, SSO, role profiles, web identity, container, IMDS.
+
+    The chain is resolved once (retried until it finds something); each `fetch()` then
+    calls the winning provider's own refresh function. Why not `get_frozen_credentials()`:
+    botocore refreshes only inside its own windows (15 min advisory, 10 min mandatory
+    before expiry), so a refresh we schedule earlier, or for a lifetime of seconds, would
+    return the same set. `_refresh_using` is the provider's fetch itself (STS AssumeRole,
+    the container endpoint, IMDS, SSO), and we clear the fetchers' cache (ours: we pass it
+    to the resolver) so that cached assume-role and SSO answers are fetched anew too.
+    """
+
+    def __init__(self, session: botocore.session.Session, *, region: str | None = None) -> None:
+        self._session = session
+        self._region = region
+        self._cache: dict[str, Any] = {}
+        self._resolved: botocore.credentials.Credentials | None = None
+
+    @property
+    def name(self) -> str:
+        method = self._resolved.method if self._resolved else None
+        return method or f"the default credential chain (profile {self._session.profile or 'default'})"
+
+    def fetch(self) -> CredentialSnapshot:
+        try:
+            credentials = self._resolve()
+            refresh = getattr(credentials, "_refresh_using", None)
+            if refresh is None:  # static keys: nothing to refresh
+                frozen = credentials.get_frozen_credentials()
+                return CredentialSnapshot(FrozenCredentials(frozen.access_key, frozen.secret_key, frozen.token), None, self.name)
+            self._cache.clear()
+            data = refresh()
+        except SourceFailed:
+            raise
+        except Exception as exc:
+            raise SourceFailed(self.name, exc) from None
+        frozen_set = FrozenCredentials(data["access_key"], data["secret_key"], data.get("token"))
+        return CredentialSnapshot(frozen_set, parse_expiry(data["expiry_time"]), self.name)
+
+    def _resolve(self) -> botocore.credentials.Credentials:
+        if self._resolved is None:
+            resolver = botocore.credentials.create_credential_resolver(
+                self._session, cache=self._cache, region_name=self._region
+            )
+            found = resolver.load_credentials()
+            if found is None:
+                raise SourceFailed(
+                    self.name,
+                    "found no credentials (looked at the environment, shared config and credentials "
+                    "files, SSO, web identity, container credentials and instance metadata)",
+                )
+            self._resolved = found
+        return self._resolved
+
+
+@dataclass(frozen=True, slots=True)
+class RoleToAssume:
+    arn: str
+    session_name: str
+    external_id: str | None
+    duration_seconds: int
+    policy: str | None  # a JSON session policy that narrows the role, or None
+
+
+class AssumeRoleSource:
+    """ivs-proxy assumes `role` itself with whatever the standard chain finds (aws-vault style).
+
+    The base credentials may be long-lived: only the role's session credentials are used to
+    sign, and they always expire. botocore keeps refreshable base credentials fresh itself.
+    """
+
+    def __init__(self, session: botocore.session.Session, role: RoleToAssume, *, region: str | None = None) -> None:
+        self._session = session
+        self._role = role
+        self._region = region
+        self._client: Any = None
+
+    @property
+    def name(self) -> str:
+        return f"ivs-proxy assume-role {self._role.arn}"
+
+    def fetch(self) -> CredentialSnapshot:
+        role = self._role
+        params: dict[str, Any] = {
+            "RoleArn": role.arn,
+            "RoleSessionName": role.session_name,
+            "DurationSeconds": role.duration_seconds,
+        }
+        if role.external_id:
+            params["ExternalId"] = role.external_id
+        if role.policy:
+            params["Policy"] = role.policy
+        try:
+            response = self._sts().assume_role(**params)
+        except Exception as exc:
+            raise SourceFailed(self.name, exc) from None
+        issued = response["Credentials"]
+        return CredentialSnapshot(
+            FrozenCredentials(issued["AccessKeyId"], issued["SecretAccessKey"], issued["SessionToken"]),
+            parse_expiry(issued["Expiration"]),
+            self.name,
+            response.get("AssumedRoleUser", {}).get("Arn"),
+        )
+
+    def _sts(self) -> Any:
+        if self._client is None:
+            base = self._session.get_credentials()
+            if base is None:
+                raise LookupError("the default credential chain found no credentials to assume the role with")
+            self._client = self._session.create_client("sts", region_name=self._region, config=_STS_CONFIG)
+        return self._client
+
+
+_STS_CONFIG = Config(
+    connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 2}, user_agent_extra="ivs-proxy"
+)
+
+
+class CallerIdentity:
+    """STS GetCallerIdentity with the given credentials, at the endpoint the SDK would use
+    (AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL honoured); None on any failure."""
+
+    def __init__(self, session: botocore.session.Session, region: str | None) -> None:
+        self._session = session
+        self._region = region
+
+    def __call__(self, credentials: FrozenCredentials) -> str | None:
+        try:
+            client = self._session.create_client(
+                "sts",
+                region_name=self._region,
+                aws_access_key_id=credentials.access_key,
+                aws_secret_access_key=credentials.secret_key,
+                aws_session_token=credentials.token,
+                config=Config(connect_timeout=2, read_timeout=3, retries={"max_attempts": 1}),
+            )
+            return str(client.get_caller_identity()["Arn"])
+        except Exception as exc:
+            log.debug("credentials_identity_unknown", error=type(exc).__name__)
+            return None
+
+
+def served_services_policy(services: Iterable[str]) -> str:
+    """A session policy allowing only the IAM actions of the services this proxy serves."""
+    actions = sorted({f"{IAM_PREFIXES[s]}:*" for s in services})
+    statement = {"Effect": "Allow", "Action": actions, "Resource": "*"}
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]}, separators=(",", ":"))
+
+
+def source_from_config(
+    settings: CredentialsConfig,
+    session: botocore.session.Session,
+    *,
+    region: str | None,
+    services: Iterable[str],
+) -> CredentialSource:
+    if settings.role_arn is None:
+        return BotocoreChainSource(session, region=region)
+    policy: str | None
+    if settings.session_policy == "served-services":
+        policy = served_services_policy(services)
+    elif settings.session_policy == "none":
+        policy = None
+    else:
+        policy = settings.session_policy
+    role = RoleToAssume(settings.role_arn, settings.role_session_name, settings.external_id, settings.duration_seconds, policy)
+    return AssumeRoleSource(session, role, region=region)
+
+
+def parse_expiry(value: str | datetime.datetime) -> datetime.datetime:
+    parsed = value if isinstance(value, datetime.datetime) else isoparse(value)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.UTC)
+    return parsed.astimezone(datetime.UTC)
+
+
+def _replace_expiry(snapshot: CredentialSnapshot, expires_at: datetime.datetime) -> CredentialSnapshot:
+    return CredentialSnapshot(snapshot.credentials, expires_at, snapshot.source, snapshot.identity)
+
+
+def _iso(value: datetime.datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _safe_reason(exc: Exception, held: _Held | None) -> str:
+    # botocore never puts secrets in its errors, but a misbehaving endpoint's error body can
+    # be quoted in them: blank out the secrets we hold and keep the text short.
+    text = str(exc) if isinstance(exc, SourceFailed) else f"{type(exc).__name__}: {exc}"
+    text = " ".join(text.split())
+    if held is not None:
+        for secret in (held.snapshot.credentials.secret_key, held.snapshot.credentials.token):
+            if secret:
+                text = text.replace(secret, "***")
+    return text if len(text) <= 600 else text[:597] + "..."

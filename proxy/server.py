@@ -122,9 +122,10 @@ def create_admin_app(state: ProxyState) -> web.Application:
         return web.json_response({"status": "ok"})
 
     async def readyz(_: web.Request) -> web.Response:
-        if state.credentials.is_valid():
+        detail = state.credentials.unavailable_reason()
+        if detail is None:
             return web.json_response({"ready": True})
-        return web.json_response({"ready": False, "reason": "credentials_unavailable"}, status=503)
+        return web.json_response({"ready": False, "reason": "credentials_unavailable", "detail": detail}, status=503)
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -7,7 +7,7 @@ a sensitive map or structure, keys included) are never quoted; other values are 
 64 characters.
 
 The model documents AWS; it is not AWS. Where we deviate from it, and why:
-* ARN-typed strings (`is_arn_shape`) are checked structurally by `arns.ArnRule`, not by
+* ARN-typed strings (`arns.is_arn_shape`) are checked structurally by `arns.ArnRule`, not by
   the model regex, which hard-codes the `aws` partition and, for `ResourceArn` (all three
   models), allows ONE character of resource type, refusing every real ARN. The rule keeps
   what the patterns get right: service, resource type, a region and a numeric account;
@@ -46,12 +46,14 @@ from typing import TypeVar
 
 import botocore.model
 
-from proxy.arns import Arn, ArnRule
+from proxy.arns import Arn, ArnRule, is_arn_shape
 from proxy.errors import RequestInvalid
 
 
 @dataclass(frozen=True)
 class ValidationOptions:
+    """How strict to be where the model may lag behind AWS (both off: refuse)."""
+
     allow_unknown_members: bool = False  # for when AWS adds fields before botocore knows them
     allow_unknown_enum_values: bool = False  # same, for enum values
 
@@ -66,6 +68,8 @@ class ResourceRef:
 
 @dataclass(frozen=True, slots=True)
 class ValidatedInput:
+    """What a valid request told us; today, the resources it names."""
+
     resources: tuple[ResourceRef, ...]  # every ARN-typed value in path, query and body, in order
 
 
@@ -124,6 +128,9 @@ class _Limits:
         unit = self.unit if bound != 1 else _SINGULAR.get(self.unit, self.unit)
         return _fail(f"`{path}` must be at {word} {bound}{unit}{got}")
 
+
+# Per ARN-typed member of an operation (104 in the three models): at most ~100 KB each.
+_ARN_CACHE_SIZE = 128
 
 _SINGULAR = {" items": " item", " entries": " entry", " characters long": " character long"}
 
@@ -236,31 +243,6 @@ def compile_ecma_pattern(pattern: str) -> re.Pattern[str] | None:
         return None
 
 
-# ---- shape classification ---------------------------------------------------------------
-
-_ARN_IN_PATTERN = re.compile(r"(?<![A-Za-z0-9])arn:")
-
-
-def is_arn_shape(shape: botocore.model.Shape) -> bool:
-    """ARN-typed: a string shape whose pattern spells out an ARN, or named ...Arn.
-
-    The pattern test catches the ivschat identifiers (RoomIdentifier,
-    LoggingConfigurationIdentifier, ARN-only per the model); the name test is for a
-    future ...Arn shape that arrives without a pattern.
-    """
-    if shape.type_name != "string" or shape.enum:
-        return False
-    pattern = shape.metadata.get("pattern") or ""
-    return bool(_ARN_IN_PATTERN.search(pattern)) or shape.name.endswith("Arn")
-
-
-def arn_rule_for(shape: botocore.model.Shape) -> ArnRule:
-    """The structural ARN rule that replaces `shape`'s model pattern."""
-    pattern = shape.metadata.get("pattern")
-    compiled = compile_ecma_pattern(pattern) if pattern else None
-    return ArnRule.from_model(pattern, bool(compiled and compiled.search("")))
-
-
 # ---- messages -----------------------------------------------------------------------------
 
 
@@ -370,7 +352,9 @@ class _Compiler:
         if kind == "map":
             return self.map_(shape, sensitive)  # type: ignore[arg-type]
         if kind == "string":
-            return self.arn(shape) if is_arn_shape(shape) else self.string(shape, sensitive, tag_key)
+            if is_arn_shape(shape):
+                return self.arn(shape, sensitive)
+            return self.string(shape, sensitive, tag_key)
         return _scalar(kind, shape.metadata, sensitive) if kind != "structure" else _accept
 
     def structure(self, shape: botocore.model.Shape, members: Mapping[str, botocore.model.Shape],
@@ -458,25 +442,41 @@ class _Compiler:
                             f"AWS; got {_quote(v, sensitive)}")
         return check
 
-    def arn(self, shape: botocore.model.Shape) -> Check:
-        rule = arn_rule_for(shape)
+    def arn(self, shape: botocore.model.Shape, sensitive: bool) -> Check:
+        rule = ArnRule.for_shape(shape)
         limits, expected = _Limits(shape.metadata, " characters long"), rule.describe()
         hi = limits.hi  # min is implied: an ARN is never empty
         allow_empty, match = rule.allow_empty, rule.matcher.fullmatch  # bound once: hot path
         expected += " (or \"\")" if allow_empty else ""
+        # Valid ARN text -> its (immutable) Arn. The same channels and stages come back
+        # request after request; a hit skips the regex and the Arn construction. Bounded,
+        # oldest out first: a flood of distinct ARNs costs what no cache would.
+        seen: dict[str, Arn] = {}
 
         def check(v: object, p: str, r: list[ResourceRef]) -> None:
             if not isinstance(v, str):
-                raise _type_error(p, "an ARN string", v, False)
-            if not v and allow_empty:
-                return
-            m = match(v)
-            if m is None:
-                raise _fail(f"`{p}` must be an ARN of the form {expected}; got {_quote(v, False)}")
-            if len(v) > hi:
-                raise limits.error(p, len(v))
-            r.append(ResourceRef(p, Arn(*m.groups())))
+                raise _type_error(p, "an ARN string", v, sensitive)
+            arn = seen.get(v)
+            if arn is None:
+                if not v and allow_empty:
+                    return
+                m = match(v)
+                if m is None:
+                    raise _fail(f"`{p}` must be an ARN of the form {expected}; got {_quote(v, sensitive)}")
+                if len(v) > hi:
+                    raise limits.error(p, len(v))
+                if len(seen) >= _ARN_CACHE_SIZE:
+                    _evict_oldest(seen)
+                arn = seen[v] = Arn(*m.groups())
+            r.append(ResourceRef(p, arn))
         return check
+
+
+def _evict_oldest(cache: dict[str, Arn]) -> None:
+    try:
+        del cache[next(iter(cache))]  # dicts keep insertion order: the first is the oldest
+    except (KeyError, RuntimeError, StopIteration):  # another thread changed it meanwhile
+        pass
 
 
 # ---- path and query parameters, and the validator itself ---------------------------------

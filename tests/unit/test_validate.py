@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from proxy.arns import parse_arn
+from proxy.arns import is_arn_shape, parse_arn
 from proxy.errors import RequestInvalid
 from proxy.validate import (
     InputValidator,
@@ -21,7 +21,6 @@ from proxy.validate import (
     ValidationOptions,
     compile_ecma_pattern,
     compile_input_validator,
-    is_arn_shape,
 )
 from tests.unit.test_arns import REAL_ARNS
 
@@ -767,7 +766,34 @@ def test_shaped_random_input_gives_a_result_or_request_invalid(data: st.DataObje
 @given(st.text(st.characters(exclude_categories=("Cn", "Cs")), max_size=6))
 def test_unicode_classes_agree_with_a_real_unicode_regex_engine(text: str) -> None:
     regex = pytest.importorskip("regex")  # dev-only oracle; not a dependency of the proxy
-    for pattern in (r"([\p{L}\p{Z}\p{N}_.:/=+\-@]+)", r"^[\p{Lu}\p{Nd}]+$", r"\P{L}", r"^\p{Letter}*$"):
+    for pattern in (r"([\p{L}\p{Z}\p{N}_.:/=+\-@]+)", r"[\p{Lu}\p{Nd}]+", r"\P{L}", r"\p{Letter}*"):
         ours = compile_ecma_pattern(pattern)
         assert ours is not None
         assert bool(ours.search(text)) == bool(regex.search(pattern, text)), (pattern, text)
+        # Anchored: ECMA's $ is the very end, so compare with the oracle's fullmatch.
+        anchored = compile_ecma_pattern(f"^{pattern}$")
+        assert anchored is not None
+        assert bool(anchored.search(text)) == bool(regex.fullmatch(pattern, text)), (pattern, text)
+
+
+def test_the_arn_cache_is_bounded_and_never_changes_an_answer() -> None:
+    batch = compile_input_validator(model("ivs").operation_model("BatchGetChannel").input_shape,
+                                    ValidationOptions())
+    for round_ in range(2):  # the second round is answered from the cache, where it fits
+        for start in range(0, 400, 50):
+            arns = [f"arn:aws:ivs:us-west-2:123456789012:channel/AbCd{i:08d}" for i in range(start, start + 50)]
+            assert [str(r.arn) for r in batch.validate({"arns": arns}).resources] == arns, round_
+    cache = next(c.cell_contents for c in _closure_cells(batch) if isinstance(c.cell_contents, dict))
+    assert 0 < len(cache) <= 128
+    with pytest.raises(RequestInvalid):  # a valid channel ARN in the cache is still refused elsewhere
+        validator("ivs", "GetStreamKey").validate({"arn": CHANNEL})
+
+
+def _closure_cells(v: InputValidator) -> list:
+    """The cells of the `arns` list member's ARN check (white-box: finds the cache)."""
+    body = v._body
+    checks = next(c.cell_contents for c in body.__closure__
+                  if isinstance(c.cell_contents, dict) and "arns" in c.cell_contents)
+    member = next(c.cell_contents for c in checks["arns"].__closure__ if callable(c.cell_contents)
+                  and c.cell_contents.__name__ == "check")
+    return list(member.__closure__)

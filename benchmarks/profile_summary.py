@@ -1,0 +1,92 @@
+"""Summarises py-spy collapsed stacks (`--format raw`): where the proxy's CPU goes.
+
+    python benchmarks/profile_summary.py benchmarks/profile/putmetadata-c16.collapsed.txt
+
+Three views: components (each sample charged to the innermost frame that belongs to a
+known component), self time by function, and inclusive time of the request path's frames.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^():]*)(?::(?P<line>\d+))?\)$")
+
+#: (component, file-path regex), tried innermost frame first; first match wins.
+COMPONENTS = [
+    ("access log (structlog + JSON render + write)", r"structlog/"),
+    ("SigV4 signing (proxy/signing.py)", r"proxy/signing\.py"),
+    ("input validation + JSON parse (validate/arns/parse_json_body)", r"proxy/(validate|arns)\.py|json/(decoder|__init__)\.py"),
+    ("header policy (proxy/headers.py)", r"proxy/headers\.py"),
+    ("routing (proxy/catalog.py)", r"proxy/catalog\.py|botocore/utils\.py"),
+    ("endpoint/region choice (proxy/regions, endpoints)", r"proxy/(regions|endpoints)\.py"),
+    ("credentials + clock (proxy/credentials.py)", r"proxy/credentials\.py"),
+    ("proxy glue (server/pipeline/forward/errors)", r"proxy/(server|pipeline|forward|errors)\.py"),
+    ("TLS to upstream (ssl, asyncio sslproto)", r"(^|/)ssl\.py|asyncio/sslproto\.py"),
+    ("aiohttp client (request build, connector, response parse)", r"aiohttp/(client|connector|client_reqrep|client_proto|http_writer|streams|helpers|tracing|cookiejar|abc)"),
+    ("aiohttp server (parse request, build/send response)", r"aiohttp/(web_|http_parser|base_protocol|payload)"),
+    ("yarl / multidict", r"yarl/|multidict/"),
+    ("asyncio event loop, tasks and socket I/O", r"asyncio/"),
+]
+
+
+def parse(text: str) -> list[tuple[list[tuple[str, str]], int]]:
+    stacks = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        frames_text, _, count = line.rpartition(" ")
+        frames = []
+        for raw in frames_text.split(";"):
+            match = FRAME.match(raw)
+            frames.append((match["func"], match["file"]) if match else (raw, ""))
+        stacks.append((frames, int(count)))
+    return stacks
+
+
+def component_of(frames: list[tuple[str, str]]) -> str:
+    for func, file in reversed(frames):
+        for name, pattern in COMPONENTS:
+            if re.search(pattern, file):
+                return name
+    return "other (interpreter, GC, start-up frames)"
+
+
+def summarise(text: str, top: int = 25) -> str:
+    stacks = parse(text)
+    total = sum(count for _, count in stacks) or 1
+    components: Counter[str] = Counter()
+    self_time: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    for frames, count in stacks:
+        components[component_of(frames)] += count
+        if frames:
+            func, file = frames[-1]
+            self_time[f"{func} ({file})"] += count
+        seen = set()
+        for func, file in frames:
+            key = f"{func} ({file})"
+            if key not in seen:
+                seen.add(key)
+                inclusive[key] += count
+
+    def pct(n: int) -> str:
+        return f"{n / total * 100:5.1f}%"
+
+    out = [f"# Profile summary ({total} samples)", "", "## By component (innermost matching frame)", "",
+           "| component | share |", "|---|--:|"]
+    out += [f"| {name} | {pct(n)} |" for name, n in components.most_common()]
+    out += ["", f"## Self time, top {top} functions", "", "| function | self |", "|---|--:|"]
+    out += [f"| `{name}` | {pct(n)} |" for name, n in self_time.most_common(top)]
+    interesting = re.compile(r"proxy/|structlog/|aiohttp/(client|connector|web_protocol|web_response)|sslproto|ssl\.py")
+    out += ["", "## Inclusive time of request-path frames", "", "| frame | inclusive |", "|---|--:|"]
+    out += [f"| `{name}` | {pct(n)} |" for name, n in inclusive.most_common() if interesting.search(name)][: top + 15]
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    print(summarise(Path(sys.argv[1]).read_text()))

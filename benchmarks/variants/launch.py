@@ -1,0 +1,87 @@
+"""Experimental launcher: `ivs-proxy` with proposed changes applied from outside.
+
+    BENCH_PATCHES=uvloop,gcfreeze python benchmarks/variants/launch.py serve --listen ...
+
+Used by benchmarks/compare.py (and run.py --variant) to measure a proposal before anyone
+edits proxy/. Each patch mirrors one proposed code change; none of this is how users run
+the proxy. Patches:
+
+  uvloop     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy()) before serving
+             (needs uvloop importable, e.g. PYTHONPATH from `pip install --target DIR uvloop`)
+  gcfreeze   gc.collect(); gc.freeze() once the app is built (start-up objects leave the
+             collector's working set: fewer and shorter pauses)
+  gcstats    diagnostic only: counts GC passes and their time; printed to stderr at exit
+  logcache   structlog cache_logger_on_first_use=True (configure_logging sets False)
+"""
+
+from __future__ import annotations
+
+import atexit
+import gc
+import os
+import sys
+import time
+
+PATCHES = {p for p in os.environ.get("BENCH_PATCHES", "").split(",") if p}
+
+
+def _apply() -> None:
+    import proxy.cli
+    import proxy.logs
+
+    if "uvloop" in PATCHES:
+        import asyncio
+
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+    if "gcfreeze" in PATCHES:
+        build = proxy.cli.build_proxy
+
+        def build_and_freeze(*args, **kwargs):  # type: ignore[no-untyped-def]
+            built = build(*args, **kwargs)
+            gc.collect()
+            gc.freeze()
+            return built
+
+        proxy.cli.build_proxy = build_and_freeze
+
+    if "logcache" in PATCHES:
+        import structlog
+
+        configure = proxy.logs.configure_logging
+
+        def configure_cached(*args, **kwargs):  # type: ignore[no-untyped-def]
+            configure(*args, **kwargs)
+            structlog.configure(cache_logger_on_first_use=True)
+
+        proxy.cli.configure_logging = configure_cached
+
+    if "gcstats" in PATCHES:
+        stats = {0: [0, 0.0], 1: [0, 0.0], 2: [0, 0.0]}
+        started: list[float] = [0.0]
+
+        def callback(phase: str, info: dict) -> None:  # type: ignore[type-arg]
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                entry = stats[info["generation"]]
+                entry[0] += 1
+                entry[1] += time.perf_counter() - started[0]
+
+        gc.callbacks.append(callback)
+
+        def report() -> None:
+            for generation, (count, seconds) in stats.items():
+                sys.stderr.write(f"BENCH_GC gen{generation} passes={count} total_ms={seconds * 1000:.1f} "
+                                 f"mean_ms={seconds / count * 1000 if count else 0:.3f}\n")
+
+        atexit.register(report)
+
+
+if __name__ == "__main__":
+    _apply()
+    from proxy.cli import main
+
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Every Prometheus metric the proxy exports, declared in one place.
+
+Label values are bounded by construction: service and operation names come from the
+catalog (or "unknown"), codes are HTTP statuses, reasons and kinds are fixed tokens from
+`errors.py` and `forward.py`. Nothing a caller sends (a path, an ARN, a header) ever
+becomes a label value. The registry is passed in so each test gets a fresh one.
+"""
+
+from __future__ import annotations
+
+import botocore
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from proxy import __version__
+
+#: Latency buckets for an API whose calls take tens of milliseconds.
+REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+#: Signing takes microseconds; buckets that can tell 10 µs from 100 µs.
+SIGNING_BUCKETS = (0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.001, 0.01)
+REFRESH_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+UNKNOWN = "unknown"
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "ivs_proxy_requests", "Requests answered, by operation and HTTP status.",
+            ["service", "operation", "code"], registry=r,
+        )
+        self.request_duration = Histogram(
+            "ivs_proxy_request_duration_seconds", "Whole request time, from first byte read to answer.",
+            ["service", "operation"], buckets=REQUEST_BUCKETS, registry=r,
+        )
+        self.upstream_duration = Histogram(
+            "ivs_proxy_upstream_duration_seconds", "Time spent waiting on AWS.",
+            ["service", "operation"], buckets=REQUEST_BUCKETS, registry=r,
+        )
+        self.upstream_errors = Counter(
+            "ivs_proxy_upstream_errors", "Failures talking to AWS, by kind (connect, timeout, reset, tls).",
+            ["kind"], registry=r,
+        )
+        self.rejected = Counter(
+            "ivs_proxy_rejected", "Requests the proxy refused itself, by reason.", ["reason"], registry=r,
+        )
+        self.inflight = Gauge("ivs_proxy_inflight_requests", "Requests being handled now.", registry=r)
+        self.credentials_expiry = Gauge(
+            "ivs_proxy_credentials_expiry_timestamp_seconds",
+            "Unix time at which the current AWS credentials expire (0: none loaded).", registry=r,
+        )
+        self.credential_refresh = Counter(
+            "ivs_proxy_credential_refresh", "Credential refresh attempts, by result.", ["result"], registry=r,
+        )
+        self.credential_refresh_duration = Histogram(
+            "ivs_proxy_credential_refresh_duration_seconds", "Time a credential refresh took.",
+            buckets=REFRESH_BUCKETS, registry=r,
+        )
+        self.signing_duration = Histogram(
+            "ivs_proxy_signing_duration_seconds", "Time spent computing SigV4 signatures.",
+            buckets=SIGNING_BUCKETS, registry=r,
+        )
+        self.build_info = Gauge(
+            "ivs_proxy_build_info", "Always 1; the labels say what is running.",
+            ["version", "botocore_version"], registry=r,
+        )
+        self.build_info.labels(version=__version__, botocore_version=botocore.__version__).set(1)
+
+    def credentials_refreshed(self, outcome: str, seconds: float) -> None:
+        self.credential_refresh.labels(result=outcome).inc()
+        self.credential_refresh_duration.observe(seconds)
