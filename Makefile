@@ -19,6 +19,9 @@ demo: install
 test: install
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
+bench: install
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
 lint: install
 	$(BIN)/ruff check proxy tests
 	$(BIN)/mypy

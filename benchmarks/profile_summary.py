@@ -56,8 +56,16 @@ def component_of(frames: list[tuple[str, str]]) -> str:
     return "other (interpreter, GC, start-up frames)"
 
 
+def is_idle(frames: list[tuple[str, str]]) -> bool:
+    """py-spy (blocking mode) sometimes reports a thread-pool worker waiting for work as
+    active; /proc shows those threads use no CPU, so their samples are dropped."""
+    return bool(frames) and frames[-1][1].endswith("concurrent/futures/thread.py") and frames[-1][0] == "_worker"
+
+
 def summarise(text: str, top: int = 25) -> str:
-    stacks = parse(text)
+    all_stacks = parse(text)
+    stacks = [(f, n) for f, n in all_stacks if not is_idle(f)]
+    dropped = sum(n for f, n in all_stacks if is_idle(f))
     total = sum(count for _, count in stacks) or 1
     components: Counter[str] = Counter()
     self_time: Counter[str] = Counter()
@@ -77,7 +85,7 @@ def summarise(text: str, top: int = 25) -> str:
     def pct(n: int) -> str:
         return f"{n / total * 100:5.1f}%"
 
-    out = [f"# Profile summary ({total} samples)", "", "## By component (innermost matching frame)", "",
+    out = [f"# Profile summary ({total} samples of the busy event-loop thread; {dropped} idle thread-pool samples dropped)", "", "## By component (innermost matching frame)", "",
            "| component | share |", "|---|--:|"]
     out += [f"| {name} | {pct(n)} |" for name, n in components.most_common()]
     out += ["", f"## Self time, top {top} functions", "", "| function | self |", "|---|--:|"]

@@ -177,7 +177,8 @@ def render(results: dict[str, Any]) -> str:
         f"| memory | {m['memory_gib']} GiB |",
         f"| kernel / OS | {m['kernel']} / {m['os']} |",
         f"| pinning | proxy on core {settings['proxy_cpu']} (one worker: `taskset -c {settings['proxy_cpu']} ivs-proxy serve`); "
-        f"upstream and load generator on core {settings['load_cpu']}; all at nice {settings.get('nice', 0)} |",
+        f"upstream and load generator on core {settings['load_cpu']}; all at nice {settings.get('nice', 0)}"
+        + (" (and the benchmark's scheduling autogroup too)" if settings.get("autogroup_nice") else "") + " |",
         f"| upstream | {m['upstream']} (TLS, keep-alive, one worker) |",
         f"| load generator | {m['load_generator']}, 1 thread, closed loop |",
         f"| software | Python {m['python']}, {m['openssl']}, aiohttp {m['aiohttp']}, botocore {m['botocore']}, "

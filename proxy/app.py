@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import botocore.session
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from proxy.catalog import Catalog
 from proxy.config import ProxyConfig
@@ -25,6 +26,7 @@ from proxy.endpoints import EndpointTable
 from proxy.errors import ConfigError
 from proxy.forward import Upstream
 from proxy.headers import HeaderOptions, HeaderPolicy
+from proxy.metrics import Metrics
 from proxy.pipeline import CheckHeaders, ChooseEndpoint, MatchOperation, Pipeline, Sign, ValidateInput
 from proxy.regions import RegionChooser, default_region, service_regions
 from proxy.server import ProxyState, create_admin_app, create_data_app
@@ -67,6 +69,7 @@ def build_proxy(
     *,
     credential_source: CredentialSource | None = None,
     clock: Clock = utc_now,
+    registry: CollectorRegistry | None = None,
 ) -> Proxy:
     profile = config.credentials.profile or env.get("AWS_PROFILE")
     catalog = Catalog.load(config.services)
@@ -88,11 +91,23 @@ def build_proxy(
     )
     upstream = Upstream(config.upstream)
     pipeline = Pipeline(head_stages, body_stages, upstream)
-    state = ProxyState(pipeline, upstream, credentials, config.limits.max_body_bytes)
+    metrics = observe_credentials(Metrics(registry), credentials)
+    state = ProxyState(pipeline, upstream, credentials, config.limits.max_body_bytes, metrics)
     data_app = create_data_app(state)
     # First, so that refused long-lived keys stop start-up before anything else opens.
     data_app.cleanup_ctx.insert(0, _credential_refresh(credentials))
     return Proxy(config, catalog, state, data_app, create_admin_app(state))
+
+
+def observe_credentials(metrics: Metrics, credentials: CredentialStore) -> Metrics:
+    credentials.on_refresh.append(metrics.credentials_refreshed)
+
+    def expiry_timestamp() -> float:
+        expires_at = credentials.status.expires_at
+        return expires_at.timestamp() if expires_at is not None else 0.0
+
+    metrics.credentials_expiry.set_function(expiry_timestamp)
+    return metrics
 
 
 def credential_source_for(config: ProxyConfig, env: Mapping[str, str]) -> tuple[CredentialSource, IdentityLookup]:

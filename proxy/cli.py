@@ -18,6 +18,7 @@ from proxy.app import build_proxy, credential_source_for
 from proxy.catalog import SERVICE_MOUNTS, Catalog
 from proxy.config import ProxyConfig, load_config, parse_host_port
 from proxy.credentials import LONG_LIVED_MESSAGE, utc_now
+from proxy.devmode import add_dev_command, run_dev
 from proxy.errors import ConfigError
 from proxy.logs import configure_logging
 
@@ -46,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     whoami = commands.add_parser("whoami", help="show which AWS credentials the proxy would sign with")
     whoami.add_argument("--config", help="YAML config file")
     whoami.add_argument("--region", help="default AWS region (used for STS)")
+
+    add_dev_command(commands)
     return parser
 
 
@@ -69,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return print_routes(_config(args))
         if args.command == "whoami":
             return whoami(_config(args))
+        if args.command == "dev":
+            return run_dev(args)
         if args.command == "check-config":
             load_config(args.file)
             print(f"{args.file}: ok")
@@ -92,7 +97,7 @@ def whoami(config: ProxyConfig) -> int:
     source, identify = credential_source_for(config, os.environ)
     try:
         snapshot = source.fetch()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 (any source failure: report it, exit 1)
         print(f"ivs-proxy: no usable AWS credentials: {exc}", file=sys.stderr)
         return 1
     identity = snapshot.identity or identify(snapshot.credentials)

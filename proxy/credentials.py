@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import json
+import logging
 import random
 import threading
 import time
@@ -136,9 +138,10 @@ class Schedule:
 
     @property
     def lead(self) -> float:
-        # 15 min is botocore's advisory window: the point where its cached assume-role/SSO
-        # answers count as stale and IMDS/ECS hand out the next set. It leaves room for
-        # several slow failed attempts (STS timeouts) and their retries before the skew.
+        # 15 min is botocore's own advisory window (and its cache's expiry window). It
+        # leaves room for several slow failed attempts (an STS attempt is bounded at about
+        # 30 s) and their retries before the skew. IMDS and ECS may hand out the next set
+        # only minutes before expiry: until then a renewal is "unchanged", retried on backoff.
         return min(MAX_LEAD, self.lifetime / 2)
 
     def refresh_delay(self, rng: random.Random) -> float:
@@ -148,7 +151,8 @@ class Schedule:
     def retry_delay(self, attempt: int, rng: random.Random) -> float:
         base = min(1.0, max(0.05, self.lead / 50))
         cap = min(30.0, max(0.2, self.lead / 5))
-        return min(cap, base * 2 ** min(attempt - 1, 30)) * (0.5 + 0.5 * rng.random())
+        grown: float = base * 2.0 ** min(attempt - 1, 30)
+        return min(cap, grown) * (0.5 + 0.5 * rng.random())
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +224,8 @@ class CredentialStore:
             return None
         expiry = held.snapshot.expires_at.isoformat() if held.snapshot.expires_at else "?"
         if error is None and self._attempt_started is not None:
-            error = f"a renewal has been waiting on the source for {time.perf_counter() - self._attempt_started:.1f} s"
+            waited = time.perf_counter() - self._attempt_started
+            error = f"a renewal has been waiting on the source for {waited:.1f} s"
         return (
             f"ivs-proxy's AWS credentials from {held.snapshot.source} expire at {expiry} and could "
             f"not be renewed ({error or 'renewal pending'})"
@@ -275,7 +280,7 @@ class CredentialStore:
         self._attempt_started = started = time.perf_counter()
         try:
             snapshot = self._checked(await _off_loop(self._source.fetch))
-        except Exception as exc:  # any provider failure: keep serving with what we have
+        except Exception as exc:  # noqa: BLE001 (any provider failure: keep serving what we have)
             return self._failed(exc, time.perf_counter() - started)
         finally:
             self._attempt_started = None
@@ -286,12 +291,10 @@ class CredentialStore:
             if not self._allow_long_lived:
                 raise LongLivedRefused(snapshot.source)
             return snapshot
-        if snapshot.expires_at.tzinfo is None:
-            snapshot = _replace_expiry(snapshot, snapshot.expires_at.replace(tzinfo=datetime.UTC))
-        assert snapshot.expires_at is not None
-        if snapshot.expires_at <= self._clock():
-            raise SourceFailed(snapshot.source, f"returned credentials that expired at {snapshot.expires_at.isoformat()}")
-        return snapshot
+        expires_at = parse_expiry(snapshot.expires_at)  # a custom source may hand over naive times
+        if expires_at <= self._clock():
+            raise SourceFailed(snapshot.source, f"returned credentials that expired at {expires_at.isoformat()}")
+        return dataclasses.replace(snapshot, expires_at=expires_at)
 
     def _publish(self, snapshot: CredentialSnapshot, seconds: float) -> str:
         now = self._clock()
@@ -338,9 +341,9 @@ class CredentialStore:
     def _record(self, outcome: str, seconds: float, now: datetime.datetime) -> str:
         self._last_outcome, self._last_seconds, self._last_at = outcome, seconds, now
         status = self.status
-        level = "info" if outcome != "failure" else ("warning" if status.valid else "error")
+        level = logging.INFO if outcome != "failure" else (logging.WARNING if status.valid else logging.ERROR)
         log.log(
-            _LEVELS[level],
+            level,
             "credentials_refresh",
             outcome=outcome,
             source=status.source,
@@ -369,13 +372,10 @@ class CredentialStore:
         lookup = self._identify
         try:
             arn = await _off_loop(lambda: lookup(held.snapshot.credentials))
-        except Exception:  # best effort: an unknown identity is not a refresh failure
+        except Exception:  # noqa: BLE001 (best effort: unknown identity is not a refresh failure)
             arn = None
         self._identity = (key, arn)
         log.info("credentials_identity", source=held.snapshot.source, identity=arn)
-
-
-_LEVELS = {"info": 20, "warning": 30, "error": 40}
 
 
 async def _off_loop(call: Callable[[], T]) -> T:
@@ -402,7 +402,7 @@ async def _off_loop(call: Callable[[], T]) -> T:
         error: BaseException | None = None
         try:
             result = call()
-        except BaseException as exc:  # handed to the awaiting task, which decides
+        except BaseException as exc:  # noqa: BLE001 (handed to the awaiting task, which decides)
             error = exc
         with contextlib.suppress(RuntimeError):  # the loop closed while we were blocked
             loop.call_soon_threadsafe(settle, result, error)
@@ -424,6 +424,8 @@ class BotocoreChainSource:
     return the same set. `_refresh_using` is the provider's fetch itself (STS AssumeRole,
     the container endpoint, IMDS, SSO), and we clear the fetchers' cache (ours: we pass it
     to the resolver) so that cached assume-role and SSO answers are fetched anew too.
+    (Providers that load eagerly, such as container, IMDS and credential_process, thus
+    fetch twice at start-up: once while the chain is resolved, once for the snapshot.)
     """
 
     def __init__(self, session: botocore.session.Session, *, region: str | None = None) -> None:
@@ -442,13 +444,14 @@ class BotocoreChainSource:
             credentials = self._resolve()
             refresh = getattr(credentials, "_refresh_using", None)
             if refresh is None:  # static keys: nothing to refresh
-                frozen = credentials.get_frozen_credentials()
-                return CredentialSnapshot(FrozenCredentials(frozen.access_key, frozen.secret_key, frozen.token), None, self.name)
+                static = credentials.get_frozen_credentials()
+                keys = FrozenCredentials(static.access_key, static.secret_key, static.token)
+                return CredentialSnapshot(keys, None, self.name)
             self._cache.clear()
             data = refresh()
         except SourceFailed:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (botocore raises many types; all mean "failed")
             raise SourceFailed(self.name, exc) from None
         frozen_set = FrozenCredentials(data["access_key"], data["secret_key"], data.get("token"))
         return CredentialSnapshot(frozen_set, parse_expiry(data["expiry_time"]), self.name)
@@ -508,7 +511,7 @@ class AssumeRoleSource:
             params["Policy"] = role.policy
         try:
             response = self._sts().assume_role(**params)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (botocore raises many types; all mean "failed")
             raise SourceFailed(self.name, exc) from None
         issued = response["Credentials"]
         return CredentialSnapshot(
@@ -527,9 +530,8 @@ class AssumeRoleSource:
         return self._client
 
 
-_STS_CONFIG = Config(
-    connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 2}, user_agent_extra="ivs-proxy"
-)
+# Bounded: a slow STS must fail an attempt (and let the backoff retry) well inside the lead.
+_STS_CONFIG = Config(connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 2})
 
 
 class CallerIdentity:
@@ -551,7 +553,7 @@ class CallerIdentity:
                 config=Config(connect_timeout=2, read_timeout=3, retries={"max_attempts": 1}),
             )
             return str(client.get_caller_identity()["Arn"])
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (best effort by design)
             log.debug("credentials_identity_unknown", error=type(exc).__name__)
             return None
 
@@ -579,7 +581,9 @@ def source_from_config(
         policy = None
     else:
         policy = settings.session_policy
-    role = RoleToAssume(settings.role_arn, settings.role_session_name, settings.external_id, settings.duration_seconds, policy)
+    role = RoleToAssume(
+        settings.role_arn, settings.role_session_name, settings.external_id, settings.duration_seconds, policy
+    )
     return AssumeRoleSource(session, role, region=region)
 
 
@@ -588,10 +592,6 @@ def parse_expiry(value: str | datetime.datetime) -> datetime.datetime:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=datetime.UTC)
     return parsed.astimezone(datetime.UTC)
-
-
-def _replace_expiry(snapshot: CredentialSnapshot, expires_at: datetime.datetime) -> CredentialSnapshot:
-    return CredentialSnapshot(snapshot.credentials, expires_at, snapshot.source, snapshot.identity)
 
 
 def _iso(value: datetime.datetime | None) -> str | None:

@@ -91,13 +91,21 @@ class SigningUnavailable(ProxyError):
     reason = "credentials_unavailable"
 
 
-class UpstreamUnreachable(ProxyError):
+class UpstreamError(ProxyError):
+    """AWS could not be reached or did not answer; `kind` is a fixed token for metrics."""
+
+    def __init__(self, message: str, *, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class UpstreamUnreachable(UpstreamError):
     status = 502
     error_type = "BadGatewayException"
     reason = "upstream_unreachable"
 
 
-class UpstreamTimeout(ProxyError):
+class UpstreamTimeout(UpstreamError):
     status = 504
     error_type = "GatewayTimeoutException"
     reason = "upstream_timeout"

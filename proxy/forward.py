@@ -93,11 +93,14 @@ class Upstream:
                 payload = await response.read()
                 return UpstreamResponse(response.status, _returned(response.headers), payload)
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
-            raise UpstreamTimeout("AWS did not answer in time") from None
-        except aiohttp.ClientConnectorCertificateError:
-            raise UpstreamUnreachable("the upstream's TLS certificate did not verify") from None
+            raise UpstreamTimeout("AWS did not answer in time", kind="timeout") from None
+        except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError):
+            raise UpstreamUnreachable("the TLS connection to AWS failed verification", kind="tls") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise UpstreamUnreachable(f"could not connect to AWS ({type(exc).__name__})", kind="connect") from None
         except (aiohttp.ClientError, OSError) as exc:
-            raise UpstreamUnreachable(f"could not reach AWS ({type(exc).__name__})") from None
+            # The connection was up and broke: reset, closed early, or a malformed answer.
+            raise UpstreamUnreachable(f"the connection to AWS failed ({type(exc).__name__})", kind="reset") from None
 
 
 def _returned(headers: CIMultiDictProxy[str]) -> dict[str, str]:

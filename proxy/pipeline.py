@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +55,10 @@ class Exchange:
     endpoint: Endpoint | None = None
     wire_path: str = ""
     wire_query: str = ""
+    signing_seconds: float = 0.0
+    upstream_seconds: float = 0.0
+    upstream_status: int = 0
+    amzn_request_id: str | None = None
 
     @property
     def operation(self) -> Operation:
@@ -129,6 +134,7 @@ class Sign:
         endpoint = exchange.endpoint
         assert endpoint is not None
         credentials = self._credentials.current()
+        started = time.perf_counter()
         headers = exchange.forward_headers
         headers["host"] = endpoint.host
         signed_extra = {"content-type": headers["content-type"]} if "content-type" in headers else {}
@@ -145,6 +151,7 @@ class Sign:
             now=self._clock(),
         )
         headers.update(signed.items())
+        exchange.signing_seconds = time.perf_counter() - started
 
 
 class Pipeline:
@@ -156,26 +163,30 @@ class Pipeline:
         self.body_stages = tuple(body_stages)
         self._upstream = upstream
 
-    def check_head(self, request: IncomingRequest) -> Exchange:
-        exchange = Exchange(request)
+    def check_head(self, exchange: Exchange) -> None:
         for stage in self.head_stages:
             stage(exchange)
-        return exchange
 
-    def prepare(self, exchange: Exchange, body: bytes) -> Exchange:
-        """Run the body stages; the returned exchange is ready to send."""
+    def prepare(self, exchange: Exchange, body: bytes) -> None:
+        """Run the body stages; afterwards the exchange is ready to send."""
         exchange.request = dataclasses.replace(exchange.request, body=body)
         for stage in self.body_stages:
             stage(exchange)
-        return exchange
 
     async def send(self, exchange: Exchange) -> UpstreamResponse:
         endpoint = exchange.endpoint
         assert endpoint is not None
         target = exchange.wire_path + ("?" + exchange.wire_query if exchange.wire_query else "")
-        return await self._upstream.send(
-            exchange.request.method, f"{endpoint.scheme}://{endpoint.host}{target}", exchange.forward_headers, exchange.request.body
-        )
+        started = time.perf_counter()
+        try:
+            return await self._upstream.send(
+                exchange.request.method,
+                f"{endpoint.scheme}://{endpoint.host}{target}",
+                exchange.forward_headers,
+                exchange.request.body,
+            )
+        finally:
+            exchange.upstream_seconds = time.perf_counter() - started
 
 
 def parse_json_body(body: bytes) -> Mapping[str, Any]:

@@ -6,33 +6,46 @@ explained in the rest-json error shape instead of aiohttp's plain-text 404.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
+from prometheus_client.exposition import choose_encoder
 
 from proxy.credentials import CredentialStore
-from proxy.errors import BodyTooLarge, ProxyError, RequestInvalid
+from proxy.errors import BodyTooLarge, ProxyError, RequestInvalid, UpstreamError
 from proxy.forward import Upstream
-from proxy.pipeline import IncomingRequest, Pipeline
+from proxy.metrics import UNKNOWN, Metrics
+from proxy.pipeline import Exchange, IncomingRequest, Pipeline
 
 log = structlog.get_logger("ivs_proxy.access")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+#: A caller's X-Request-Id is reused only if it looks like an id: it ends up in logs and
+#: in our answer, so it must not carry newlines, markup or a novel.
+SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/=+-]{1,128}")
 
-@dataclass(frozen=True)
+
+@dataclass
 class ProxyState:
     pipeline: Pipeline
     upstream: Upstream
     credentials: CredentialStore
     max_body_bytes: int
+    metrics: Metrics
+    draining: bool = False
 
 
 STATE = web.AppKey("state", ProxyState)
+EXCHANGE = web.RequestKey("exchange", Exchange)
+ERROR = web.RequestKey("error", ProxyError)
 
 
 def error_response(error: ProxyError) -> web.Response:
@@ -45,13 +58,74 @@ def error_response(error: ProxyError) -> web.Response:
     )
 
 
+def request_id_for(request: web.Request) -> str:
+    offered = request.headers.get("X-Request-Id", "")
+    return offered if SANE_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Outermost: one access line and one set of metrics per request, whatever happened."""
+    metrics = request.app[STATE].metrics
+    request_id = request_id_for(request)
+    started = time.perf_counter()
+    metrics.inflight.inc()
+    with structlog.contextvars.bound_contextvars(request_id=request_id):
+        try:
+            response = await handler(request)
+        finally:
+            metrics.inflight.dec()
+        response.headers["X-Request-Id"] = request_id
+        record_request(request, response, time.perf_counter() - started)
+    return response
+
+
 @web.middleware
 async def proxy_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ProxyError as error:
-        log.info("request_refused", method=request.method, reason=error.reason, status=error.status)
+        request[ERROR] = error
         return error_response(error)
+
+
+def record_request(request: web.Request, response: web.StreamResponse, seconds: float) -> None:
+    metrics = request.app[STATE].metrics
+    exchange: Exchange | None = request.get(EXCHANGE)
+    route = exchange.route if exchange is not None else None
+    service = route.operation.service.name if route else UNKNOWN
+    operation = route.operation.name if route else UNKNOWN
+    error: ProxyError | None = request.get(ERROR)
+    metrics.requests.labels(service, operation, str(response.status)).inc()
+    metrics.request_duration.labels(service, operation).observe(seconds)
+    fields: dict[str, object] = {}
+    if exchange is not None and exchange.upstream_seconds:
+        metrics.upstream_duration.labels(service, operation).observe(exchange.upstream_seconds)
+        fields["upstream_ms"] = round(exchange.upstream_seconds * 1000, 3)
+    if exchange is not None and exchange.signing_seconds:
+        metrics.signing_duration.observe(exchange.signing_seconds)
+        fields["signing_ms"] = round(exchange.signing_seconds * 1000, 3)
+    if isinstance(error, UpstreamError):
+        metrics.upstream_errors.labels(error.kind).inc()
+        fields["upstream_error"] = error.kind
+    elif error is not None:
+        metrics.rejected.labels(error.reason).inc()
+        fields["refused"] = error.reason
+    if exchange is not None and exchange.upstream_status:
+        fields["upstream_status"] = exchange.upstream_status
+        fields["amzn_request_id"] = exchange.amzn_request_id
+    log.info(
+        "request",
+        method=request.method,
+        service=service,
+        operation=operation,
+        region=exchange.region if exchange is not None and exchange.region else None,
+        status=response.status,
+        duration_ms=round(seconds * 1000, 3),
+        bytes_in=len(exchange.request.body) if exchange is not None else 0,
+        bytes_out=response.content_length or 0,
+        **fields,
+    )
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
@@ -82,27 +156,19 @@ def split_target(target: str) -> tuple[str, str]:
 
 async def handle_proxy(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    started = time.perf_counter()
     path, query = split_target(request.raw_path)
-    incoming = IncomingRequest(request.method, path, query, tuple(request.headers.items()), request.body_exists)
-    exchange = state.pipeline.check_head(incoming)
-    exchange = state.pipeline.prepare(exchange, await read_body(request, state.max_body_bytes))
+    exchange = Exchange(IncomingRequest(request.method, path, query, tuple(request.headers.items()), request.body_exists))
+    request[EXCHANGE] = exchange
+    state.pipeline.check_head(exchange)
+    state.pipeline.prepare(exchange, await read_body(request, state.max_body_bytes))
     upstream = await state.pipeline.send(exchange)
-    log.info(
-        "request",
-        method=request.method,
-        service=exchange.operation.service.name,
-        operation=exchange.operation.name,
-        region=exchange.region,
-        status=upstream.status,
-        amzn_request_id=upstream.headers.get("x-amzn-RequestId"),
-        duration_ms=round((time.perf_counter() - started) * 1000, 3),
-    )
+    exchange.upstream_status = upstream.status
+    exchange.amzn_request_id = upstream.headers.get("x-amzn-RequestId")
     return web.Response(status=upstream.status, body=upstream.body, headers=upstream.headers)
 
 
 def create_data_app(state: ProxyState) -> web.Application:
-    app = web.Application(middlewares=[proxy_errors], client_max_size=state.max_body_bytes)
+    app = web.Application(middlewares=[observe, proxy_errors], client_max_size=state.max_body_bytes)
     app[STATE] = state
     app.router.add_route("*", "/{tail:.*}", handle_proxy)
 
@@ -119,14 +185,29 @@ def create_admin_app(state: ProxyState) -> web.Application:
     app = web.Application()
 
     async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+        # Answering at all proves the event loop is turning; the lag says how freely.
+        return web.json_response({"status": "ok", "loop_lag_ms": round(await loop_lag() * 1000, 3)})
 
     async def readyz(_: web.Request) -> web.Response:
+        if state.draining:
+            return web.json_response({"ready": False, "reason": "draining"}, status=503)
         detail = state.credentials.unavailable_reason()
         if detail is None:
             return web.json_response({"ready": True})
         return web.json_response({"ready": False, "reason": "credentials_unavailable", "detail": detail}, status=503)
 
+    async def metrics(request: web.Request) -> web.Response:
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        return web.Response(body=encoder(state.metrics.registry), headers={"Content-Type": content_type})
+
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
     return app
+
+
+async def loop_lag() -> float:
+    """How late a zero-length sleep resumes: the loop's current backlog."""
+    started = time.perf_counter()
+    await asyncio.sleep(0)
+    return time.perf_counter() - started

@@ -12,6 +12,13 @@ the proxy. Patches:
              collector's working set: fewer and shorter pauses)
   gcstats    diagnostic only: counts GC passes and their time; printed to stderr at exit
   logcache   structlog cache_logger_on_first_use=True (configure_logging sets False)
+  stub-handler   decomposition: the data route answers 204 at once (aiohttp server floor)
+  stub-upstream  decomposition: the full pipeline runs, the upstream call is replaced by a
+                 canned answer (everything but the upstream round trip)
+  lean-server    prototype of "serve the data port with a bare asyncio.Protocol instead of
+                 aiohttp.web": same per-request work (leanserver.py)
+  lean-client    prototype of "replace aiohttp's ClientSession on the hot path": a bare
+                 asyncio keep-alive HTTP/1.1 pool (leanclient.py) sends the same bytes
 """
 
 from __future__ import annotations
@@ -57,6 +64,39 @@ def _apply() -> None:
             structlog.configure(cache_logger_on_first_use=True)
 
         proxy.cli.configure_logging = configure_cached
+
+    if "stub-handler" in PATCHES:
+        import proxy.server
+        from aiohttp import web
+
+        async def handle_stub(_: web.Request) -> web.Response:
+            return web.Response(status=204)
+
+        proxy.server.handle_proxy = handle_stub
+
+    if "stub-upstream" in PATCHES:
+        import proxy.pipeline
+        from proxy.forward import UpstreamResponse
+
+        canned = UpstreamResponse(204, {"x-amzn-RequestId": "8c5bd0b2-6f7e-4c1a-9d3e-2b7f0a1c9e44"}, b"")
+
+        async def send_stub(self, exchange):  # type: ignore[no-untyped-def]
+            return canned
+
+        proxy.pipeline.Pipeline.send = send_stub
+
+    if "lean-server" in PATCHES:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import leanserver
+
+        leanserver.install(proxy.cli)
+
+    if "lean-client" in PATCHES:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import leanclient
+        import proxy.forward
+
+        leanclient.install(proxy.forward)
 
     if "gcstats" in PATCHES:
         stats = {0: [0, 0.0], 1: [0, 0.0], 2: [0, 0.0]}

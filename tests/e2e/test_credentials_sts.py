@@ -12,9 +12,12 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+import botocore.session
 import pytest
 from botocore.exceptions import ClientError
 
+from proxy.cli import main
+from proxy.credentials import BotocoreChainSource
 from tests.e2e.conftest import unsigned_client
 from tests.support.moto import ACCOUNT, REGION, MotoServer
 from tests.support.proxy_process import ProxyProcess
@@ -43,7 +46,23 @@ def admin_keys(moto: MotoServer) -> dict[str, str]:
 
 def run_cli(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    return subprocess.run([IVS_PROXY, *args], env={**clean, **env}, capture_output=True, text=True, timeout=60)
+    return subprocess.run([IVS_PROXY, *args], env={**clean, **env}, capture_output=True, text=True, timeout=60, check=False)
+
+
+def whoami(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], env: Mapping[str, str],
+           *args: str) -> tuple[int, str]:
+    """`ivs-proxy whoami` in this process (botocore's chain reads os.environ), for speed."""
+    use_env(monkeypatch, env)
+    capsys.readouterr()
+    code = main(["whoami", *args])
+    return code, capsys.readouterr().out
+
+
+def use_env(monkeypatch: pytest.MonkeyPatch, env: Mapping[str, str]) -> None:
+    for name in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
 
 
 def refresh_lines(output: str) -> list[dict[str, object]]:
@@ -60,7 +79,9 @@ def assert_role_signs(proxy: ProxyProcess) -> None:
     assert "assumed-role/ivs-proxy/" in str(denied.value)
 
 
-def test_proxy_assumes_the_role_itself(moto: MotoServer, tmp_path: Path) -> None:
+def test_proxy_assumes_the_role_itself(
+    moto: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tmp_path / "proxy.yaml"
     config.write_text(
         f"credentials:\n  role_arn: {moto.role_arn}\n  role_session_name: sidecar-e2e\n"
@@ -79,10 +100,11 @@ def test_proxy_assumes_the_role_itself(moto: MotoServer, tmp_path: Path) -> None
     assert str(refresh["source"]).endswith(moto.role_arn)
     assert moto.admin is not None and moto.admin[1] not in output
 
-    whoami = run_cli(env, "whoami", "--config", str(config))
-    assert whoami.returncode == 0, whoami.stderr
-    assert f"identity: arn:aws:sts::{ACCOUNT}:assumed-role/ivs-proxy/sidecar-e2e" in whoami.stdout
-    assert "expires:  20" in whoami.stdout and "(in 1" in whoami.stdout  # 15 min: "in 14 min ..."
+    code, out = whoami(monkeypatch, capsys, env, "--config", str(config))
+    assert code == 0
+    assert f"source:   ivs-proxy assume-role {moto.role_arn}\n" in out
+    assert f"identity: arn:aws:sts::{ACCOUNT}:assumed-role/ivs-proxy/sidecar-e2e\n" in out
+    assert "expires:  20" in out and "(in 1" in out  # 15 min: "(in 14 min 59 s)"
 
 
 def test_web_identity_as_on_eks_with_irsa(moto: MotoServer, tmp_path: Path) -> None:
@@ -103,17 +125,15 @@ def test_web_identity_as_on_eks_with_irsa(moto: MotoServer, tmp_path: Path) -> N
             assert_role_signs(proxy)
         finally:
             output = proxy.stop()
-        whoami = run_cli(env, "whoami")
     assert sts.tokens and set(sts.tokens) == {token.read_text()}
     refresh = refresh_lines(output)[0]
     assert (refresh["event"], refresh["outcome"]) == ("credentials_refresh", "success")
     assert refresh["source"] == "assume-role-with-web-identity"
-    assert whoami.returncode == 0, whoami.stderr
-    assert "source:   assume-role-with-web-identity" in whoami.stdout
-    assert "assumed-role/ivs-proxy/irsa-e2e" in whoami.stdout
 
 
-def test_role_profile_with_source_profile(moto: MotoServer, tmp_path: Path) -> None:
+def test_role_profile_with_source_profile(
+    moto: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert moto.admin is not None
     profiles = tmp_path / "config"
     profiles.write_text(
@@ -123,13 +143,22 @@ def test_role_profile_with_source_profile(moto: MotoServer, tmp_path: Path) -> N
         f"role_arn = {moto.role_arn}\nsource_profile = base\nrole_session_name = laptop\n"
     )
     env = hermetic_env(moto, AWS_CONFIG_FILE=str(profiles), AWS_PROFILE="ivs")
-    whoami = run_cli(env, "whoami")
-    assert whoami.returncode == 0, whoami.stderr
-    assert "source:   assume-role\n" in whoami.stdout
-    assert f"identity: arn:aws:sts::{ACCOUNT}:assumed-role/ivs-proxy/laptop" in whoami.stdout
+    code, out = whoami(monkeypatch, capsys, env)
+    assert code == 0
+    assert "source:   assume-role\n" in out
+    assert f"identity: arn:aws:sts::{ACCOUNT}:assumed-role/ivs-proxy/laptop\n" in out
+
+    # botocore caches an assumed role's answer until 15 min before expiry; each refresh
+    # the proxy schedules must still call STS again.
+    source = BotocoreChainSource(botocore.session.Session(profile="ivs"), region=REGION)
+    first, second = source.fetch(), source.fetch()
+    assert first.source == second.source == "assume-role"
+    assert first.credentials.access_key != second.credentials.access_key
 
 
-def test_long_lived_keys_are_refused_unless_allowed(moto: MotoServer, tmp_path: Path) -> None:
+def test_long_lived_keys_are_refused_unless_allowed(
+    moto: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     env = hermetic_env(moto, **admin_keys(moto))
     refused = run_cli(env, "serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0")
     assert refused.returncode == 2
@@ -139,9 +168,9 @@ def test_long_lived_keys_are_refused_unless_allowed(moto: MotoServer, tmp_path: 
         assert fix in message
     assert moto.admin is not None and moto.admin[1] not in message
 
-    whoami = run_cli(env, "whoami")
-    assert whoami.returncode == 2
-    assert "expires:  never (long-lived access keys)" in whoami.stdout
+    code, out = whoami(monkeypatch, capsys, env)
+    assert code == 2
+    assert "source:   env\n" in out and "expires:  never (long-lived access keys)" in out
 
     config = tmp_path / "dev.yaml"
     config.write_text("credentials:\n  allow_long_lived_credentials: true\n")

@@ -27,8 +27,10 @@ class StaticSource:
         return CredentialSnapshot(self._credentials, utc_now() + self._lifetime, "static-test")
 
 
-def proxy_for(upstream_url: str, settings: Mapping[str, Any] | None = None, region: str = "us-west-2") -> Proxy:
+def proxy_for(
+    upstream_url: str, settings: Mapping[str, Any] | None = None, region: str = "us-west-2", registry: Any = None
+) -> Proxy:
     config = load_config(None, settings)
     env = {"AWS_ENDPOINT_URL": upstream_url, "AWS_REGION": region, "AWS_CONFIG_FILE": "/dev/null",
            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}
-    return build_proxy(config, env, credential_source=StaticSource())
+    return build_proxy(config, env, credential_source=StaticSource(), registry=registry)

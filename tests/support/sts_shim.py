@@ -14,6 +14,7 @@ import threading
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
 from urllib.parse import parse_qs
 
 from botocore.auth import SigV4Auth
@@ -34,7 +35,7 @@ class StsShim:
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="sts-shim", daemon=True)
 
-    def __enter__(self) -> StsShim:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -63,7 +64,7 @@ class StsShim:
         shim = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 status, content_type, payload = shim.forward(headers, body)

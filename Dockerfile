@@ -1,0 +1,64 @@
+# syntax=docker/dockerfile:1.7
+#
+# ivs-proxy container image.
+#
+#   docker build -t ivs-proxy:0.1.0 .
+#   docker run --rm --read-only -p 127.0.0.1:8080:8080 -p 127.0.0.1:9901:9901 \
+#       -e AWS_REGION=us-west-2 ivs-proxy:0.1.0
+#
+# Give `docker stop` at least 30 s (-t 30): a stopping proxy drains for up to 25 s
+# (proxy/defaults.py). tests/e2e/test_image_install.py replays the build and the default
+# command without a Docker engine; tests/unit/test_deploy.py lints this file with hadolint.
+
+ARG PYTHON_VERSION=3.11.14
+ARG DEBIAN_RELEASE=bookworm
+
+# -- build: wheels for ivs-proxy and every dependency ------------------------------------
+FROM python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY proxy ./proxy
+# pip's download cache lives in a BuildKit cache mount: fast rebuilds, never in a layer.
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip wheel --wheel-dir /wheels .
+
+# -- runtime: the wheels installed, nothing else added ----------------------------------
+FROM python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE}
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="ivs-proxy" \
+      org.opencontainers.image.description="Request-signing proxy for the Amazon IVS APIs (ivs, ivs-realtime, ivschat)" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.documentation="docs/deploy.md"
+
+# No .pyc written at run time (the root filesystem is read-only; pip compiled them at
+# install), logs unbuffered, and a HOME that need not exist: botocore reads ~/.aws there
+# when one is mounted (deploy/compose) and never needs to write it.
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/home/ivs-proxy \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
+
+# The wheels are bind-mounted from the build stage, so they never land in a layer.
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    pip install --no-cache-dir --no-index --find-links=/wheels "ivs-proxy==${VERSION}"
+
+# In a container the listeners bind every interface, so that published ports and probes
+# reach them; publish them on the host's loopback (-p 127.0.0.1:8080:8080). A sidecar
+# mounts its own config over this file (deploy/kubernetes/sidecar).
+COPY --chmod=0444 <<EOF /etc/ivs-proxy/config.yaml
+listen: "0.0.0.0:8080"
+admin_listen: "0.0.0.0:9901"
+EOF
+
+USER 10001:10001
+EXPOSE 8080 9901
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9901/healthz', timeout=2)"]
+ENTRYPOINT ["ivs-proxy"]
+CMD ["serve", "--config", "/etc/ivs-proxy/config.yaml"]

@@ -1,0 +1,310 @@
+"""`ivs-proxy dev`: the proxy on a developer's machine, signing with their own AWS profile.
+
+Loopback listeners only, console logs, any profile botocore understands (SSO included).
+A profile that cannot give credentials stops start-up with what to do about it (for an
+expired SSO session: `aws sso login --profile NAME`), not a stack trace. With
+`--serve-credentials` it also runs the credential endpoint of `proxy.broker`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import botocore.exceptions
+import botocore.session
+import structlog
+from aiohttp import web
+
+from proxy import __version__
+from proxy.app import botocore_session, build_proxy, credential_source_for
+from proxy.broker import (
+    Broker,
+    create_broker_app,
+    loopback_address,
+    narrowed_role_source,
+    new_token,
+)
+from proxy.config import ProxyConfig, load_config
+from proxy.credentials import (
+    IAM_PREFIXES,
+    LONG_LIVED_MESSAGE,
+    CredentialSnapshot,
+    CredentialSource,
+    CredentialStore,
+)
+from proxy.errors import ConfigError
+from proxy.logs import configure_logging
+from proxy.regions import default_region
+
+log = structlog.get_logger("ivs_proxy.dev")
+
+DEFAULT_CREDENTIALS_LISTEN = "127.0.0.1:9911"
+
+EXAMPLES = """\
+examples:
+  # sign with an SSO profile (run `aws sso login --profile my-dev` first)
+  ivs-proxy dev --profile my-dev
+  aws ivs list-channels --no-sign-request --endpoint-url http://127.0.0.1:8080
+
+  # profile with access keys: assume a role with them, sign with the role
+  ivs-proxy dev --profile my-keys --role-arn arn:aws:iam::123456789012:role/ivs-dev
+
+  # also hand SDKs on this machine short-lived credentials of that role, narrowed to
+  # the IVS actions; paste the two printed `export` lines into the app's shell
+  ivs-proxy dev --profile my-dev --role-arn arn:aws:iam::123456789012:role/ivs-dev \\
+      --serve-credentials
+
+exit codes: 0 stopped with Ctrl-C, 2 bad flag or config, 1 no credentials or port taken
+"""
+
+
+def add_dev_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    dev = commands.add_parser(
+        "dev",
+        help="run the proxy on this machine with your AWS profile (loopback only)",
+        description="Run ivs-proxy on this machine: loopback listeners only, console logs, "
+        "signing with your AWS profile (SSO profiles included).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    dev.add_argument("--profile", help="AWS profile to sign with (default: AWS_PROFILE, else the default chain)")
+    dev.add_argument("--role-arn", help="assume this role with the profile's credentials and sign with it")
+    dev.add_argument("--config", help="YAML config file (see config/reference.yaml)")
+    dev.add_argument("--listen", help="data listener, loopback only (default 127.0.0.1:8080)")
+    dev.add_argument("--admin-listen", help="admin listener, loopback only (default 127.0.0.1:9901)")
+    dev.add_argument("--region", help="default AWS region (else AWS_REGION, AWS_DEFAULT_REGION, profile)")
+    dev.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    dev.add_argument(
+        "--serve-credentials",
+        action="store_true",
+        help="also serve short-lived credentials of --role-arn, narrowed to the IVS actions, "
+        "to SDKs on this machine (the container credentials contract)",
+    )
+    dev.add_argument(
+        "--credentials-listen",
+        default=DEFAULT_CREDENTIALS_LISTEN,
+        help=f"credential endpoint, loopback only (default {DEFAULT_CREDENTIALS_LISTEN})",
+    )
+
+
+@dataclass(frozen=True)
+class DevPlan:
+    config: ProxyConfig
+    profile: str | None
+    listen: tuple[str, int]
+    admin_listen: tuple[str, int]
+    credentials_listen: tuple[str, int] | None  # None: no credential endpoint
+
+
+def plan(args: argparse.Namespace, env: Mapping[str, str]) -> DevPlan:
+    """Flags and config checked and combined; ConfigError (exit 2) for anything wrong."""
+    overrides = {
+        "listen": args.listen,
+        "admin_listen": args.admin_listen,
+        "region": args.region,
+        "log.level": args.log_level,
+        "log.format": "console",
+        "credentials.profile": args.profile,
+        "credentials.role_arn": args.role_arn,
+    }
+    config = load_config(args.config, overrides)
+    profile = config.credentials.profile or env.get("AWS_PROFILE")
+    if profile is not None:
+        try:
+            botocore.session.Session(profile=profile).get_scoped_config()
+        except botocore.exceptions.ProfileNotFound:
+            raise ConfigError("--profile", f"no profile named {profile!r} in the AWS config files") from None
+    credentials_listen = None
+    if args.serve_credentials:
+        credentials_listen = loopback_address(args.credentials_listen, "--credentials-listen")
+        if config.credentials.role_arn is None:
+            raise ConfigError(
+                "--role-arn",
+                "--serve-credentials hands out credentials of a role, narrowed to the IVS actions; "
+                "name one your profile may assume (--role-arn, or credentials.role_arn in --config). "
+                "It never hands out the profile's own credentials.",
+            )
+    return DevPlan(
+        config,
+        profile,
+        loopback_address(config.listen, "listen"),
+        loopback_address(config.admin_listen, "admin_listen"),
+        credentials_listen,
+    )
+
+
+def run_dev(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
+    env = os.environ if env is None else env
+    dev = plan(args, env)
+    config = dev.config
+    name = dev.profile or "default"
+
+    proxy_source, _ = credential_source_for(config, env)
+    broker_source = None
+    if dev.credentials_listen is not None:
+        assert config.credentials.role_arn is not None
+        session = botocore_session(dev.profile)
+        region = default_region(config.region, env, dev.profile)
+        broker_source = narrowed_role_source(
+            session, config.credentials.role_arn, config.services, region=region, external_id=config.credentials.external_id
+        )
+    signing = _first_fetch(proxy_source, name)
+    served = _first_fetch(broker_source, name) if broker_source is not None else None
+    if isinstance(signing, str) or isinstance(served, str):
+        print(f"ivs-proxy dev: {signing if isinstance(signing, str) else served}", file=sys.stderr)
+        return 1
+    if signing.expires_at is None and not config.credentials.allow_long_lived_credentials:
+        raise ConfigError("credentials", LONG_LIVED_MESSAGE.format(source=signing.source) + dev_long_lived_hint(name))
+
+    try:
+        sockets = [_bind(dev.listen, "listen"), _bind(dev.admin_listen, "admin_listen")]
+        if dev.credentials_listen is not None:
+            sockets.append(_bind(dev.credentials_listen, "--credentials-listen"))
+    except OSError as exc:
+        print(f"ivs-proxy dev: {exc}", file=sys.stderr)
+        return 1
+
+    configure_logging(config.log.level, config.log.format)
+    proxy = build_proxy(config, env)
+    apps = [proxy.data_app, proxy.admin_app]
+    stores = [proxy.state.credentials]
+    broker = None
+    if broker_source is not None:
+        broker = Broker(CredentialStore(broker_source), new_token(), *sockets[2].getsockname()[:2])
+        apps.append(create_broker_app(broker))
+        stores.append(broker.store)
+    for store in stores:
+        store.on_refresh.append(_login_hint(store, name))
+
+    def banner() -> None:
+        print(startup_banner(dev, signing, served, broker), flush=True)
+
+    asyncio.run(_serve(list(zip(apps, sockets, strict=True)), banner))
+    return 0
+
+
+def dev_long_lived_hint(profile: str) -> str:
+    return f". With ivs-proxy dev: --role-arn ARN (a role profile {profile} may assume)"
+
+
+def startup_banner(
+    dev: DevPlan, signing: CredentialSnapshot, served: CredentialSnapshot | None, broker: Broker | None
+) -> str:
+    data = f"http://{_url_host(dev.listen)}"
+    lines = [
+        f"ivs-proxy dev {__version__}: profile {dev.profile or 'default'}, signing with {signing.source}",
+        f"  IVS endpoint  {data}  (ivs-realtime: {data}/ivs-realtime, ivschat: {data}/ivschat)",
+        f"  ready         http://{_url_host(dev.admin_listen)}/readyz",
+        f"  try           aws ivs list-channels --no-sign-request --endpoint-url {data}",
+    ]
+    if broker is not None and served is not None:
+        actions = ", ".join(sorted({IAM_PREFIXES[s] + ":*" for s in dev.config.services}))
+        lines += [
+            "",
+            f"Credentials for SDKs on this machine: {served.identity or served.source},",
+            f"narrowed to {actions}, renewed before they expire.",
+            "Paste into the shell that runs your app (the token is not shown again; SDKs use these",
+            "only when no AWS_PROFILE or access keys are set there):",
+            "",
+            broker.export_lines(),
+        ]
+    return "\n".join(lines)
+
+
+def _url_host(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+# -- credentials: the first fetch, and what to tell the developer when it fails -----------
+
+_SSO_ERRORS = (botocore.exceptions.SSOError, botocore.exceptions.TokenRetrievalError)
+_SSO_NAMES = ("SSOTokenLoadError", "UnauthorizedSSOTokenError", "TokenRetrievalError", "SSOError")
+_LOGIN_NAMES = ("LoginRefreshRequired", "LoginTokenLoadError")
+
+
+def _first_fetch(source: CredentialSource, profile: str) -> CredentialSnapshot | str:
+    """The source's first answer, or a message saying what to do (never a traceback)."""
+    try:
+        return source.fetch()
+    except Exception as exc:  # noqa: BLE001 - every provider failure becomes a message for a person
+        return explain_failure(exc, profile)
+
+
+def explain_failure(exc: BaseException, profile: str) -> str:
+    names = {type(e).__name__ for e in _chain(exc)}
+    text = str(exc)
+    if any(isinstance(e, _SSO_ERRORS) for e in _chain(exc)) or any(n in text for n in _SSO_NAMES):
+        return (
+            f"the AWS SSO session of profile {profile} has expired or was never started.\n"
+            f"Run:\n\n    aws sso login --profile {profile}\n\nthen start ivs-proxy dev again."
+        )
+    if names & set(_LOGIN_NAMES) or any(n in text for n in _LOGIN_NAMES):
+        return (
+            f"the AWS login session of profile {profile} has expired.\n"
+            f"Run:\n\n    aws login --profile {profile}\n\nthen start ivs-proxy dev again."
+        )
+    return f"cannot get AWS credentials with profile {profile}: {text}"
+
+
+def _chain(exc: BaseException | None) -> list[BaseException]:
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen and len(seen) < 10:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
+
+
+def _login_hint(store: CredentialStore, profile: str) -> Callable[[str, float], None]:
+    """After start-up, an SSO session can still run out (they last 8-12 h): say what to do."""
+
+    def hint(outcome: str, _: float) -> None:
+        error = store.status.last_error or ""
+        if outcome == "failure" and any(n in error for n in _SSO_NAMES):
+            log.error("sso_session_expired", fix=f"aws sso login --profile {profile}")
+
+    return hint
+
+
+# -- serving ------------------------------------------------------------------------------
+
+
+def _bind(address: tuple[str, int], key: str) -> socket.socket:
+    host, port = address
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {_url_host(address)} ({key}): {exc.strerror}") from None
+    return sock
+
+
+async def _serve(sites: Sequence[tuple[web.Application, socket.socket]], started: Callable[[], None]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    runners: list[web.AppRunner] = []
+    try:
+        for app, sock in sites:
+            runner = web.AppRunner(app, access_log=None)
+            runners.append(runner)
+            await runner.setup()
+            await web.SockSite(runner, sock).start()
+        log.info("listening", addresses=[_url_host(sock.getsockname()[:2]) for _, sock in sites])
+        started()
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        for runner in reversed(runners):
+            await runner.cleanup()
+
