@@ -128,6 +128,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def run_queue_wait_seconds(pid: int) -> float:
+    """Time the process's threads spent runnable but waiting for a CPU (schedstat), summed."""
+    total = 0
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[1])
+    except OSError:
+        pass
+    return total / 1e9
+
+
 def memory_kib(pid: int) -> dict[str, int]:
     values: dict[str, int] = {}
     with open(f"/proc/{pid}/status") as f:

@@ -56,6 +56,7 @@ def aggregate(results: dict[str, Any]) -> list[dict[str, Any]]:
             "cpu_util": med([p["proxy_cpu_util"] for p in x]),
             "capacity": med([1e6 / p["proxy_cpu_us_per_req"] for p in x if p["proxy_cpu_us_per_req"]]),
             "foreign": max(p.get("foreign_cpu_util", 0.0) for p in x),
+            "rq_wait": med([p.get("run_queue_wait_us_per_req", 0.0) for p in x]),
             "peak_rss_mib": max(p["peak_rss_kib"] for p in x) / MIB,
             "errors": sum(p["errors"] for p in x) + sum(p["errors"] for p in d),
             "log_bytes": med([p["log_bytes_per_req"] for p in x]),
@@ -135,8 +136,8 @@ def summary_table(results: dict[str, Any]) -> str:
     lines = [
         "| scenario | c | direct req/s | proxy req/s | proxy/direct | direct p50 | proxy p50 | **added p50** | "
         "direct p99 | proxy p99 | **added p99** | proxy CPU/req | req/s per core at that CPU/req | proxy core busy | "
-        "other work on proxy core (max) | peak RSS | errors |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "other work on proxy core (max) | proxy waited for its core | peak RSS | errors |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in rows:
         lines.append(
@@ -144,6 +145,7 @@ def summary_table(results: dict[str, Any]) -> str:
             f"{_fmt_ms(r['direct_p50'])} | {_fmt_ms(r['proxy_p50'])} | **{_fmt_ms(r['added_p50'])}** | "
             f"{_fmt_ms(r['direct_p99'])} | {_fmt_ms(r['proxy_p99'])} | **{_fmt_ms(r['added_p99'])}** | "
             f"{r['cpu_us']:.0f} us | {r['capacity']:,.0f} | {r['cpu_util'] * 100:.0f}% | {r['foreign'] * 100:.0f}% | "
+            f"{r['rq_wait']:.0f} us/req | "
             f"{r['peak_rss_mib']:.1f} MiB | {r['errors']} |"
         )
     return "\n".join(lines)
@@ -201,7 +203,9 @@ def render(results: dict[str, Any]) -> str:
         "*proxy CPU/req* = the proxy's utime+stime over the run / requests; *proxy CPU* = share of its "
         "one core in use; *req/s per core at that CPU/req* = 1e6 / CPU µs per request, the throughput one fully "
         "used core would give, which is much less sensitive to other tenants than req/s. *other work on proxy core* "
-        "= busy time of that core (/proc/stat) not spent in the proxy: how much a shared machine interfered. "
+        "= busy time of that core (/proc/stat) not spent in the proxy: how much a shared machine interfered; "
+        "*proxy waited for its core* = time the proxy was runnable but another task held the core "
+        "(/proc/<pid>/task/*/schedstat), per request: scheduler delay that lands in the proxy's latency. "
         "*peak RSS* = highest VmRSS sampled every 50 ms during the point.",
         "",
         summary_table(results),

@@ -35,7 +35,7 @@ import payloads  # noqa: E402
 import report  # noqa: E402
 from load import LoadGenerator  # noqa: E402
 import procs  # noqa: E402
-from procs import RssSampler, core_busy_seconds, cpu_seconds, pinned  # noqa: E402
+from procs import RssSampler, core_busy_seconds, cpu_seconds, pinned, run_queue_wait_seconds  # noqa: E402
 from proxyproc import ProxyProcess, proxy_env  # noqa: E402
 from upstream import make_certificates, start_upstream  # noqa: E402
 
@@ -161,9 +161,11 @@ def one_point(generator: LoadGenerator, url: str, body_file: Path, connections: 
         return {**asdict(result), "rps": result.rps, "core_busy_s": busy}
     proxy.truncate_log()
     cpu_before = cpu_seconds(proxy.pid)
+    wait_before = run_queue_wait_seconds(proxy.pid)
     with RssSampler(proxy.pid) as rss:
         result = generator.run(url, body_file, connections, duration)
     cpu = cpu_seconds(proxy.pid) - cpu_before
+    wait = run_queue_wait_seconds(proxy.pid) - wait_before
     busy = {c: v - busy_before[c] for c, v in core_busy_seconds().items()}
     log_bytes = proxy.log_path.stat().st_size
     # Work on the proxy's core that was not the proxy: other tenants of a shared machine.
@@ -173,6 +175,8 @@ def one_point(generator: LoadGenerator, url: str, body_file: Path, connections: 
         "rps": result.rps,
         "core_busy_s": busy,
         "foreign_cpu_util": foreign / result.duration_s if result.duration_s else 0.0,
+        # Runnable but not running (another task had the core): scheduler delay per request.
+        "run_queue_wait_us_per_req": wait / result.requests * 1e6 if result.requests else 0.0,
         "proxy_cpu_s": cpu,
         "proxy_cpu_us_per_req": cpu / result.requests * 1e6 if result.requests else 0.0,
         "proxy_cpu_util": cpu / result.duration_s if result.duration_s else 0.0,
@@ -278,6 +282,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
                         f"p50 {direct['p50_ms']:.3f} p99 {direct['p99_ms']:.3f} | proxy {proxied['rps']:>6.0f}/s "
                         f"p50 {proxied['p50_ms']:.3f} p99 {proxied['p99_ms']:.3f} ms, "
                         f"{proxied['proxy_cpu_us_per_req']:.0f} us CPU/req, foreign {proxied['foreign_cpu_util'] * 100:.0f}%, "
+                        f"rq wait {proxied['run_queue_wait_us_per_req']:.0f} us/req, "
                         f"errors {proxied['errors']}")
         results["points"] = points
         time.sleep(1.0)

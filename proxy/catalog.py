@@ -137,7 +137,7 @@ class Catalog:
 
     @classmethod
     def load(cls, service_names: Iterable[str] = tuple(SERVICE_MOUNTS)) -> Catalog:
-        return cls(load_service(name) for name in service_names)
+        return _load_catalog(tuple(service_names))
 
     def _add(self, op: Operation) -> None:
         self.operations.append(op)
@@ -211,6 +211,13 @@ class Catalog:
                 "percent-encoded (':' as %3A, '/' as %2F)"
             )
         return f"no {service} operation at {shown} (mounted at {mount}); see `ivs-proxy routes`"
+
+
+@functools.cache
+def _load_catalog(service_names: tuple[str, ...]) -> Catalog:
+    # A catalog is immutable once built, so one per set of services serves every proxy
+    # built in this process (tests and `--workers` build several).
+    return Catalog(load_service(name) for name in service_names)
 
 
 def _match_segments(segments: tuple[str | None, ...], parts: list[str]) -> list[str] | None:

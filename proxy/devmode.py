@@ -30,6 +30,7 @@ from proxy.broker import (
     loopback_address,
     narrowed_role_source,
     new_token,
+    url_host,
 )
 from proxy.config import ProxyConfig, load_config
 from proxy.credentials import (
@@ -102,6 +103,10 @@ class DevPlan:
     admin_listen: tuple[str, int]
     credentials_listen: tuple[str, int] | None  # None: no credential endpoint
 
+    @property
+    def profile_name(self) -> str:
+        return self.profile or "default"
+
 
 def plan(args: argparse.Namespace, env: Mapping[str, str]) -> DevPlan:
     """Flags and config checked and combined; ConfigError (exit 2) for anything wrong."""
@@ -143,36 +148,61 @@ def plan(args: argparse.Namespace, env: Mapping[str, str]) -> DevPlan:
 def run_dev(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
     dev = plan(args, env)
-    config = dev.config
-    name = dev.profile or "default"
-
-    proxy_source, _ = credential_source_for(config, env)
-    broker_source = None
-    if dev.credentials_listen is not None:
-        assert config.credentials.role_arn is not None
-        session = botocore_session(dev.profile)
-        region = default_region(config.region, env, dev.profile)
-        broker_source = narrowed_role_source(
-            session, config.credentials.role_arn, config.services, region=region, external_id=config.credentials.external_id
-        )
-    signing = _first_fetch(proxy_source, name)
-    served = _first_fetch(broker_source, name) if broker_source is not None else None
-    if isinstance(signing, str) or isinstance(served, str):
-        print(f"ivs-proxy dev: {signing if isinstance(signing, str) else served}", file=sys.stderr)
-        return 1
-    if signing.expires_at is None and not config.credentials.allow_long_lived_credentials:
-        raise ConfigError("credentials", LONG_LIVED_MESSAGE.format(source=signing.source) + dev_long_lived_hint(name))
-
+    proxy_source, broker_source = _sources(dev, env)
+    signing = _first_fetch(proxy_source, dev.profile_name)
+    served = _first_fetch(broker_source, dev.profile_name) if broker_source is not None else None
+    for failure in (signing, served):
+        if isinstance(failure, str):
+            print(f"ivs-proxy dev: {failure}", file=sys.stderr)
+            return 1
+    assert not isinstance(signing, str) and not isinstance(served, str)
+    if signing.expires_at is None and not dev.config.credentials.allow_long_lived_credentials:
+        hint = f". With ivs-proxy dev: --role-arn ARN (a role profile {dev.profile_name} may assume)"
+        raise ConfigError("credentials", LONG_LIVED_MESSAGE.format(source=signing.source) + hint)
     try:
-        sockets = [_bind(dev.listen, "listen"), _bind(dev.admin_listen, "admin_listen")]
-        if dev.credentials_listen is not None:
-            sockets.append(_bind(dev.credentials_listen, "--credentials-listen"))
+        sockets = _bind_all(dev)
     except OSError as exc:
         print(f"ivs-proxy dev: {exc}", file=sys.stderr)
         return 1
+    configure_logging(dev.config.log.level, dev.config.log.format)
+    apps, broker = _apps(dev, env, broker_source, sockets)
 
-    configure_logging(config.log.level, config.log.format)
-    proxy = build_proxy(config, env)
+    def banner() -> None:
+        listen, admin_listen = (sock.getsockname()[:2] for sock in sockets[:2])
+        print(startup_banner(dev, listen, admin_listen, signing, served, broker), flush=True)
+
+    asyncio.run(_serve(list(zip(apps, sockets, strict=True)), banner))
+    return 0
+
+
+def _sources(dev: DevPlan, env: Mapping[str, str]) -> tuple[CredentialSource, CredentialSource | None]:
+    """What the proxy signs with, and (with --serve-credentials) what the endpoint serves."""
+    config = dev.config
+    proxy_source, _ = credential_source_for(config, env)
+    if dev.credentials_listen is None:
+        return proxy_source, None
+    assert config.credentials.role_arn is not None  # plan() saw to it
+    broker_source = narrowed_role_source(
+        botocore_session(dev.profile),
+        config.credentials.role_arn,
+        config.services,
+        region=default_region(config.region, env, dev.profile),
+        external_id=config.credentials.external_id,
+    )
+    return proxy_source, broker_source
+
+
+def _bind_all(dev: DevPlan) -> list[socket.socket]:
+    sockets = [_bind(dev.listen, "listen"), _bind(dev.admin_listen, "admin_listen")]
+    if dev.credentials_listen is not None:
+        sockets.append(_bind(dev.credentials_listen, "--credentials-listen"))
+    return sockets
+
+
+def _apps(
+    dev: DevPlan, env: Mapping[str, str], broker_source: CredentialSource | None, sockets: Sequence[socket.socket]
+) -> tuple[list[web.Application], Broker | None]:
+    proxy = build_proxy(dev.config, env)
     apps = [proxy.data_app, proxy.admin_app]
     stores = [proxy.state.credentials]
     broker = None
@@ -181,27 +211,23 @@ def run_dev(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> i
         apps.append(create_broker_app(broker))
         stores.append(broker.store)
     for store in stores:
-        store.on_refresh.append(_login_hint(store, name))
-
-    def banner() -> None:
-        print(startup_banner(dev, signing, served, broker), flush=True)
-
-    asyncio.run(_serve(list(zip(apps, sockets, strict=True)), banner))
-    return 0
-
-
-def dev_long_lived_hint(profile: str) -> str:
-    return f". With ivs-proxy dev: --role-arn ARN (a role profile {profile} may assume)"
+        store.on_refresh.append(_login_hint(store, dev.profile_name))
+    return apps, broker
 
 
 def startup_banner(
-    dev: DevPlan, signing: CredentialSnapshot, served: CredentialSnapshot | None, broker: Broker | None
+    dev: DevPlan,
+    listen: tuple[str, int],
+    admin_listen: tuple[str, int],
+    signing: CredentialSnapshot,
+    served: CredentialSnapshot | None,
+    broker: Broker | None,
 ) -> str:
-    data = f"http://{_url_host(dev.listen)}"
+    data = f"http://{url_host(*listen)}"
     lines = [
-        f"ivs-proxy dev {__version__}: profile {dev.profile or 'default'}, signing with {signing.source}",
+        f"ivs-proxy dev {__version__}: profile {dev.profile_name}, signing with {signing.source}",
         f"  IVS endpoint  {data}  (ivs-realtime: {data}/ivs-realtime, ivschat: {data}/ivschat)",
-        f"  ready         http://{_url_host(dev.admin_listen)}/readyz",
+        f"  ready         http://{url_host(*admin_listen)}/readyz",
         f"  try           aws ivs list-channels --no-sign-request --endpoint-url {data}",
     ]
     if broker is not None and served is not None:
@@ -216,11 +242,6 @@ def startup_banner(
             broker.export_lines(),
         ]
     return "\n".join(lines)
-
-
-def _url_host(address: tuple[str, int]) -> str:
-    host, port = address
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 # -- credentials: the first fetch, and what to tell the developer when it fails -----------
@@ -284,7 +305,7 @@ def _bind(address: tuple[str, int], key: str) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise OSError(f"cannot listen on {_url_host(address)} ({key}): {exc.strerror}") from None
+        raise OSError(f"cannot listen on {url_host(*address)} ({key}): {exc.strerror}") from None
     return sock
 
 
@@ -300,7 +321,7 @@ async def _serve(sites: Sequence[tuple[web.Application, socket.socket]], started
             runners.append(runner)
             await runner.setup()
             await web.SockSite(runner, sock).start()
-        log.info("listening", addresses=[_url_host(sock.getsockname()[:2]) for _, sock in sites])
+        log.info("listening", addresses=[url_host(*sock.getsockname()[:2]) for _, sock in sites])
         started()
         await stop.wait()
         log.info("stopping")

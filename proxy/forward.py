@@ -7,6 +7,7 @@ off, so a gzip answer from AWS reaches the caller still gzipped and still labell
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import ssl
 from collections.abc import Mapping
@@ -43,7 +44,13 @@ class UpstreamResponse:
 
 def ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
     """Verify against the bundle an SDK would use: AWS_CA_BUNDLE / ca_bundle, else the system."""
-    return ssl.create_default_context(cafile=ca_bundle or os.environ.get("AWS_CA_BUNDLE") or None)
+    return _context_for(ca_bundle or os.environ.get("AWS_CA_BUNDLE") or None)
+
+
+@functools.lru_cache(maxsize=8)
+def _context_for(cafile: str | None) -> ssl.SSLContext:
+    # Loading a trust store costs tens of milliseconds; a context is safely shared.
+    return ssl.create_default_context(cafile=cafile)
 
 
 class Upstream:

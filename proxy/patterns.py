@@ -102,75 +102,66 @@ def _is_one_class(shape: re.Match[str]) -> bool:
 
 def _class_search(shape: re.Match[str]) -> Search | None:
     """The search for a one-class pattern, or None if its class cannot be expressed."""
-    if shape["p"]:
-        member = _member(_categories(shape["name"]), None, shape["p"] == "P")
-    else:
-        member = _class_member(shape["body"], bool(shape["negated"]))
-    if member is None:
+    parts = _class_parts(shape)
+    if parts is None:
         return None
+    categories, others, negated = parts
+    some, every = _some_in(categories, others), _every_in(categories, others)
     lo, hi = _REPEAT[shape["inner"] or shape["outer"]]
-    if shape["start"]:
-        return _all_in(member, lo, hi)
-    return always_found if lo == 0 else _any_in(member)
+    if not shape["start"]:  # found: one character of the class anywhere, or none if lo is 0
+        if lo == 0:
+            return always_found
+        return (lambda text: not every(text)) if negated else some
+    if negated:
+        return lambda text: lo <= len(text) <= hi and not some(text)
+    return lambda text: lo <= len(text) <= hi and every(text)
 
 
-def _class_member(body: str, negated: bool) -> Callable[[str], bool] | None:
-    """Splits a class body into its `\\p{..}` categories and the rest, which `re` reads."""
-    categories: set[str] = set()
+def _class_parts(
+    shape: re.Match[str],
+) -> tuple[frozenset[str], re.Pattern[str] | None, bool] | None:
+    """(`\\p{..}` categories, a class of the other items, negated), or None if inexpressible."""
+    if shape["p"]:
+        categories = _categories(shape["name"])
+        return (categories, None, shape["p"] == "P") if categories else None
+    named: set[str] = set()
     rest = ""
-    for item in _CLASS_ITEM.finditer(body):
+    for item in _CLASS_ITEM.finditer(shape["body"]):
         if item[0][:2] in ("\\p", "\\P"):
-            named = _categories(item[1] or "")
-            if item[0][1] == "P" or not named:  # `[\\P{..}]` needs set subtraction: skipped
+            categories = _categories(item[1] or "")
+            if item[0][1] == "P" or not categories:  # `[\\P{..}]` needs set subtraction
                 return None
-            categories |= named
+            named |= categories
         else:
             rest += item[0]
-    if rest.startswith("^"):  # literal here: the class's own `^` is already taken off
+    if rest.startswith("^"):  # a literal here: the class's own `^` is already taken off
         rest = "\\" + rest
     others = _compile(_translate(f"[{rest}]")) if rest else None
     if rest and others is None:
         return None
-    return _member(frozenset(categories), others, negated)
+    return frozenset(named), others, bool(shape["negated"])
 
 
-def _member(categories: frozenset[str], others: re.Pattern[str] | None,
-            negated: bool) -> Callable[[str], bool] | None:
-    """Is this character in the class: of one of `categories`, or matched by `others`?"""
-    if not categories:
-        return None
-    category, match = unicodedata.category, (others.match if others is not None else None)
+# Both tests run in C: `map` over the text, and a set of categories that stops at the
+# first character that decides.
+def _some_in(categories: frozenset[str], others: re.Pattern[str] | None) -> Search:
+    """Is some character of the text in the class (of `categories`, or of `others`)?"""
+    disjoint, category = categories.isdisjoint, unicodedata.category
+    other = others.search if others is not None else None
 
-    def member(ch: str) -> bool:
-        found = category(ch) in categories or (match is not None and match(ch) is not None)
-        return found != negated
-    return member
-
-
-def _any_in(member: Callable[[str], bool]) -> Search:
-    """Found: some character is in the class. ASCII is left to `re`, out of the Python loop."""
-    ascii_in = _ascii_class(member, True)
-
-    def search(text: str) -> bool:
-        return ascii_in(text) is not None or (
-            not text.isascii() and any(member(c) for c in text if c > "\x7f"))
-    return search
+    def some(text: str) -> bool:
+        return not disjoint(map(category, text)) or (other is not None and other(text) is not None)
+    return some
 
 
-def _all_in(member: Callable[[str], bool], lo: float, hi: float) -> Search:
-    """Found (anchored at both ends): `lo` to `hi` characters, every one in the class."""
-    ascii_out = _ascii_class(member, False)
+def _every_in(categories: frozenset[str], others: re.Pattern[str] | None) -> Search:
+    """Is every character of the text in the class (of `categories`, or of `others`)?"""
+    superset, category = categories.issuperset, unicodedata.category
+    strip = others.sub if others is not None else None
 
-    def search(text: str) -> bool:
-        return lo <= len(text) <= hi and ascii_out(text) is None and (
-            text.isascii() or all(member(c) for c in text if c > "\x7f"))
-    return search
-
-
-def _ascii_class(member: Callable[[str], bool], wanted: bool) -> Callable[[str], object]:
-    """A search for the ASCII characters whose membership is `wanted`, worked out once."""
-    body = "".join(f"\\x{i:02x}" for i in range(128) if member(chr(i)) == wanted)
-    return re.compile(f"[{body}]" if body else "(?!)").search
+    def every(text: str) -> bool:
+        return superset(map(category, text if strip is None else strip("", text)))
+    return every
 
 
 # ---- translation into `re` --------------------------------------------------------------

@@ -11,6 +11,7 @@ do dictionary lookups and checks, never botocore client work.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -90,7 +91,7 @@ class CheckHeaders:
 class ValidateInput:
     def __init__(self, catalog: Catalog, options: ValidationOptions) -> None:
         self._validators: dict[Operation, InputValidator] = {
-            op: compile_input_validator(op.model.input_shape, options) for op in catalog.operations
+            op: _compiled(op, options) for op in catalog.operations
         }
 
     def __call__(self, exchange: Exchange) -> None:
@@ -100,6 +101,12 @@ class ValidateInput:
         exchange.validated = self._validators[route.operation].validate(
             exchange.document, uri_params=route.uri_params, query_params=route.query_params
         )
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(operation: Operation, options: ValidationOptions) -> InputValidator:
+    # Validators are immutable; proxies built from the same catalog share them.
+    return compile_input_validator(operation.model.input_shape, options)
 
 
 class ChooseEndpoint:

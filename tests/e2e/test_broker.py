@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -270,6 +271,26 @@ def test_serving_credentials_needs_a_role(moto: MotoServer, tmp_path: Path, run_
     result = run_cli(developer_env(moto, tmp_path), "dev", "--profile", "dev", "--serve-credentials")
     assert result.returncode == 2
     assert "--role-arn" in result.stderr and "never hands out the profile's own credentials" in result.stderr
+
+
+def test_access_keys_without_a_role_are_refused_with_the_fix(
+    moto: MotoServer, tmp_path: Path, run_cli: Callable[..., Result]
+) -> None:
+    result = run_cli(developer_env(moto, tmp_path), "dev", "--profile", "dev")
+    assert result.returncode == 2
+    assert "long-lived access keys" in result.stderr and "--role-arn ARN" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_taken_port_is_a_runtime_failure(moto: MotoServer, tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        result = run_cli(developer_env(moto, tmp_path), "dev", "--profile", "dev", "--role-arn", moto.role_arn,
+                         "--listen", address, "--admin-listen", f"127.0.0.1:{free_port()}")  # fmt: skip
+    assert result.returncode == 1
+    assert f"cannot listen on {address} (listen)" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_unknown_profile_is_a_usage_error(moto: MotoServer, tmp_path: Path, run_cli: Callable[..., Result]) -> None:

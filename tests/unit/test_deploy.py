@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tempfile
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,11 @@ def mounted_config(objs: list[Obj], workload: Obj) -> ProxyConfig:
 
 
 def config_from_text(text: str) -> ProxyConfig:
-    return load_config(None, yaml.safe_load(text))
+    """What `ivs-proxy check-config` checks: the text as a config file."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "config.yaml"
+        path.write_text(text)
+        return load_config(path)
 
 
 def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
