@@ -35,10 +35,11 @@ DEFAULT_VARIANTS = [
     "baseline||",
     "gcstats|gcstats|",
     "no-access-log||--log-level warning",
-    "gcfreeze|gcfreeze,gcstats|",
+    "gc-tuned|gcfreeze,gcthreshold,gcstats|",
     "uvloop|uvloop|",
     "lean-client|lean-client|",
-    "all-four|uvloop,gcfreeze,lean-client|--log-level warning",
+    "lean-server+client|lean-server,lean-client|",
+    "lean+uvloop+gc|lean-server,lean-client,uvloop,gcfreeze,gcthreshold|",
     "stub-upstream|stub-upstream|",
     "stub-handler|stub-handler|",
 ]

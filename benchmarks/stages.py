@@ -36,7 +36,7 @@ from proxy.app import build_proxy  # noqa: E402
 from proxy.config import load_config  # noqa: E402
 from proxy.credentials import CredentialSnapshot, utc_now  # noqa: E402
 from proxy.forward import Upstream  # noqa: E402
-from proxy.pipeline import IncomingRequest  # noqa: E402
+from proxy.pipeline import Exchange, IncomingRequest  # noqa: E402
 from proxy.signing import FrozenCredentials  # noqa: E402
 
 WRK_HEADERS = (
@@ -68,15 +68,22 @@ def stage_costs(upstream_url: str) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for scenario in payloads.SCENARIOS:
         incoming = IncomingRequest("POST", scenario.path, "", WRK_HEADERS, True)
+
+        def fresh(with_body: bool = True) -> Exchange:
+            exchange = Exchange(incoming)
+            pipeline.check_head(exchange)
+            if with_body:
+                pipeline.prepare(exchange, scenario.body)
+            return exchange
+
         costs: dict[str, float] = {}
         for stage in pipeline.head_stages:
-            exchange = pipeline.check_head(incoming)
+            exchange = fresh(with_body=False)
             costs[type(stage).__name__] = per_call_us(lambda s=stage, e=exchange: s(e), 5000)
-        exchange = pipeline.prepare(pipeline.check_head(incoming), scenario.body)
+        exchange = fresh()
         for stage in pipeline.body_stages:
             costs[type(stage).__name__] = per_call_us(lambda s=stage, e=exchange: s(e), 3000)
-        costs["whole pipeline (check_head + prepare)"] = per_call_us(
-            lambda: pipeline.prepare(pipeline.check_head(incoming), scenario.body), 3000)
+        costs["whole pipeline (Exchange + check_head + prepare)"] = per_call_us(fresh, 3000)
         out[scenario.name] = costs
     return out
 

@@ -91,6 +91,7 @@ _ONE_CLASS = re.compile(r"""
 """, re.VERBOSE)
 _CLASS_ITEM = re.compile(r"\\[pP](?:\{(\w+)\})?|\\.|.", re.DOTALL)
 _REPEAT = {"": (1, 1), "?": (0, 1), "+": (1, math.inf), "*": (0, math.inf)}
+_NOTHING = re.compile("(?!)")  # finds nothing anywhere
 
 
 def _is_one_class(shape: re.Match[str]) -> bool:
@@ -142,20 +143,29 @@ def _class_parts(
     return frozenset(named), others, bool(shape["negated"])
 
 
-# Both tests run in C: `map` over the text, and a set of categories that stops at the
-# first character that decides.
 def _some_in(categories: frozenset[str], others: re.Pattern[str] | None) -> Search:
-    """Is some character of the text in the class (of `categories`, or of `others`)?"""
-    disjoint, category = categories.isdisjoint, unicodedata.category
-    other = others.search if others is not None else None
+    """Is some character of the text in the class (of `categories`, or matched by `others`)?
+
+    All in C, stopping at the first member: one `re` class finds ASCII members (values
+    are nearly always ASCII); `map` over `unicodedata.category` into a set test does the rest.
+    """
+    category, disjoint = unicodedata.category, categories.isdisjoint
+    other = (others or _NOTHING).search
+    members = "".join(f"\\x{i:02x}" for i in range(128)
+                      if category(chr(i)) in categories or other(chr(i)) is not None)
+    ascii_in = (re.compile(f"[{members}]") if members else _NOTHING).search
 
     def some(text: str) -> bool:
-        return not disjoint(map(category, text)) or (other is not None and other(text) is not None)
+        return ascii_in(text) is not None or (not text.isascii() and (
+            not disjoint(map(category, text)) or other(text) is not None))
     return some
 
 
 def _every_in(categories: frozenset[str], others: re.Pattern[str] | None) -> Search:
-    """Is every character of the text in the class (of `categories`, or of `others`)?"""
+    """Is every character of the text in the class (of `categories`, or matched by `others`)?
+
+    In C as well: `others` takes its characters out, the rest must all be of a category.
+    """
     superset, category = categories.issuperset, unicodedata.category
     strip = others.sub if others is not None else None
 

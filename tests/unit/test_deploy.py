@@ -119,7 +119,7 @@ def test_defaults_are_consistent() -> None:
 def test_probe_paths_are_admin_routes() -> None:
     admin = proxy_for("http://127.0.0.1:9").admin_app
     paths = {resource.canonical for resource in admin.router.resources()}
-    assert {LIVENESS_PATH, READINESS_PATH} <= paths
+    assert {LIVENESS_PATH, READINESS_PATH, METRICS_PATH} <= paths
 
 
 # -- Dockerfile ---------------------------------------------------------------------------
@@ -304,7 +304,7 @@ def test_gateway_is_highly_available_and_matches_the_defaults() -> None:
 def test_gateway_network_policy_admits_only_labelled_caller_namespaces() -> None:
     objs = objects("gateway/irsa")
     policy = one(objs, "NetworkPolicy")
-    labels = pod_spec(one(objs, "Deployment")) and one(objs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    labels = one(objs, "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert matches(policy["spec"]["podSelector"]["matchLabels"], labels)
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     by_port = {rule["ports"][0]["port"]: rule["from"] for rule in policy["spec"]["ingress"]}
@@ -347,7 +347,8 @@ def test_compose_for_local_development() -> None:
     assert volume["target"] == DOCKERFILE.final.env()["HOME"] + "/.aws"
     assert service["environment"]["AWS_PROFILE"].startswith("${AWS_PROFILE")
     assert service["read_only"] is True and service["cap_drop"] == ["ALL"]
-    assert service["user"].endswith("{}:{}}}".format(*user_and_group()))
+    user, group = user_and_group()
+    assert service["user"] == f"${{IVS_PROXY_USER:-{user}:{group}}}"
     assert int(service["stop_grace_period"].rstrip("s")) >= MIN_TERMINATION_GRACE_SECONDS
     command = DOCKERFILE.final.one("CMD").exec_form()
     assert service["command"][: len(command)] == command
@@ -357,7 +358,7 @@ def test_compose_for_local_development() -> None:
 
 
 def test_deploy_docs_have_the_three_paths_and_name_real_files() -> None:
-    text = (REPO / "docs" / "deploy.md").read_text()
+    text = (REPO / "README.md").read_text() + (REPO / "docs" / "deploy.md").read_text()
     for heading in ("## Run it as a sidecar", "## Run it as a gateway", "## Use it on your laptop"):
         assert heading in text
     for path in set(re.findall(r"(?<![\w/.-])((?:deploy|proxy|config)/[\w./-]*\w)", text)):
