@@ -23,13 +23,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import machine  # noqa: E402
-import payloads  # noqa: E402
-import procs  # noqa: E402
-from load import LoadGenerator  # noqa: E402
-from proxyproc import ProxyProcess, proxy_env  # noqa: E402
-from run import LAUNCHER, log, one_point, preflight  # noqa: E402
-from upstream import make_certificates, start_upstream  # noqa: E402
+import machine
+import payloads
+import procs
+from load import LoadGenerator
+from proxyproc import ProxyProcess, proxy_env
+from run import LAUNCHER, log, one_point, preflight
+from upstream import make_certificates, start_upstream
 
 DEFAULT_VARIANTS = [
     "baseline||",

@@ -18,6 +18,7 @@ FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^():]*)(?::(?P<line>\d+))?\)$")
 #: (component, file-path regex), tried innermost frame first; first match wins.
 COMPONENTS = [
     ("access log (structlog + JSON render + write)", r"structlog/"),
+    ("metrics (prometheus_client) + request id (uuid4)", r"prometheus_client/|(^|/)uuid\.py"),
     ("SigV4 signing (proxy/signing.py)", r"proxy/signing\.py"),
     ("input validation + JSON parse (validate/arns/parse_json_body)", r"proxy/(validate|arns)\.py|json/(decoder|__init__)\.py"),
     ("header policy (proxy/headers.py)", r"proxy/headers\.py"),

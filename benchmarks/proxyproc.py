@@ -21,7 +21,7 @@ SESSION_TOKEN = "IQoJb3JpZ2luX2VjE" + "BenchmarkSessionTokenNotReal0123456789abc
 
 
 def proxy_env(upstream_url: str, ca_bundle: Path) -> dict[str, str]:
-    expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+    expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update({
         "AWS_ACCESS_KEY_ID": ACCESS_KEY,

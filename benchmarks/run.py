@@ -30,14 +30,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import machine  # noqa: E402
-import payloads  # noqa: E402
-import report  # noqa: E402
-from load import LoadGenerator  # noqa: E402
-import procs  # noqa: E402
-from procs import RssSampler, core_busy_seconds, cpu_seconds, pinned, run_queue_wait_seconds  # noqa: E402
-from proxyproc import ProxyProcess, proxy_env  # noqa: E402
-from upstream import make_certificates, start_upstream  # noqa: E402
+import machine
+import payloads
+import procs
+import report
+from load import LoadGenerator
+from procs import RssSampler, core_busy_seconds, cpu_seconds, pinned, run_queue_wait_seconds
+from proxyproc import ProxyProcess, proxy_env
+from upstream import make_certificates, start_upstream
 
 #: Experimental: `--variant PATCHES` runs the proxy through variants/launch.py with those
 #: patches (comma-separated, e.g. uvloop,gcfreeze) to measure a proposed change without
@@ -242,7 +242,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
         env["BENCH_PATCHES"] = args.variant
         notes.append(f"EXPERIMENTAL variant: proxy run through variants/launch.py with patches {args.variant}")
     results: dict[str, object] = {
-        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": " ".join(["benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])]),
         "settings": {"repeats": args.repeats, "duration_s": args.duration, "concurrency": args.concurrency,
                      "proxy_cpu": args.proxy_cpu, "load_cpu": args.load_cpu, "proxy_args": args.proxy_arg,

@@ -15,10 +15,10 @@ import timeit
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-
 from payloads import PUT_METADATA
-from proxy.signing import FrozenCredentials, SigV4Signer
 from proxyproc import ACCESS_KEY, SECRET_KEY, SESSION_TOKEN
+
+from proxy.signing import FrozenCredentials, SigV4Signer
 
 HOST = "ivs.us-west-2.amazonaws.com"
 
@@ -32,7 +32,7 @@ def best_of(fn, number: int, repeat: int = 7) -> tuple[float, float]:  # type: i
 def main() -> None:
     signer = SigV4Signer()
     creds = FrozenCredentials(ACCESS_KEY, SECRET_KEY, SESSION_TOKEN)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     body = PUT_METADATA.body
 
     def proxy_sign() -> None:
@@ -49,7 +49,7 @@ def main() -> None:
         signer.sign(method="POST", host=HOST, path="/PutMetadata", query="",
                     headers={"content-type": "application/json"}, body=body, service="ivs",
                     region="us-west-2",
-                    credentials=creds, now=datetime.datetime.fromtimestamp(base + tick[0] % 3600, datetime.timezone.utc))
+                    credentials=creds, now=datetime.datetime.fromtimestamp(base + tick[0] % 3600, datetime.UTC))
 
     botocore_auth = SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY, SESSION_TOKEN), "ivs", "us-west-2")
 

@@ -18,8 +18,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from proxyproc import ProxyProcess, proxy_env  # noqa: E402
-from upstream import make_certificates, start_upstream  # noqa: E402
+from proxyproc import ProxyProcess, proxy_env
+from upstream import make_certificates, start_upstream
 
 
 def main() -> int:

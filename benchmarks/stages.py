@@ -27,17 +27,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import payloads  # noqa: E402
-from proxyproc import ACCESS_KEY, SECRET_KEY, SESSION_TOKEN  # noqa: E402
-import procs  # noqa: E402
-from upstream import make_certificates, start_upstream  # noqa: E402
+import payloads
+import procs
+from proxyproc import ACCESS_KEY, SECRET_KEY, SESSION_TOKEN
+from upstream import make_certificates, start_upstream
 
-from proxy.app import build_proxy  # noqa: E402
-from proxy.config import load_config  # noqa: E402
-from proxy.credentials import CredentialSnapshot, utc_now  # noqa: E402
-from proxy.forward import Upstream  # noqa: E402
-from proxy.pipeline import Exchange, IncomingRequest  # noqa: E402
-from proxy.signing import FrozenCredentials  # noqa: E402
+from proxy.app import build_proxy
+from proxy.config import load_config
+from proxy.credentials import CredentialSnapshot, utc_now
+from proxy.forward import Upstream
+from proxy.pipeline import Exchange, IncomingRequest
+from proxy.signing import FrozenCredentials
 
 WRK_HEADERS = (
     ("Host", "127.0.0.1:8080"),

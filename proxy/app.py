@@ -12,7 +12,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from proxy.catalog import Catalog
-from proxy.config import ProxyConfig
+from proxy.auth import Authenticator
+from proxy.config import ProxyConfig, check_exposure
 from proxy.credentials import (
     CallerIdentity,
     Clock,
@@ -25,10 +26,12 @@ from proxy.credentials import (
 from proxy.endpoints import EndpointTable
 from proxy.errors import ConfigError
 from proxy.forward import Upstream
+from proxy.gateway import build_gateway
 from proxy.headers import HeaderOptions, HeaderPolicy
 from proxy.metrics import Metrics
 from proxy.pipeline import CheckHeaders, ChooseEndpoint, MatchOperation, Pipeline, Sign, ValidateInput
 from proxy.regions import RegionChooser, default_region, service_regions
+from proxy.regions import botocore_session as config_session
 from proxy.server import ProxyState, create_admin_app, create_data_app
 from proxy.validate import ValidationOptions
 
@@ -40,6 +43,7 @@ class Proxy:
     state: ProxyState
     data_app: web.Application
     admin_app: web.Application
+    authenticator: Authenticator | None = None  # gateway mode (docs/gateway.md)
 
 
 def allowed_regions(config: ProxyConfig) -> dict[str, frozenset[str]]:
@@ -58,6 +62,13 @@ def allowed_regions(config: ProxyConfig) -> dict[str, frozenset[str]]:
     return allowed
 
 
+def sdk_ca_bundle(config: ProxyConfig, env: Mapping[str, str], profile: str | None) -> str | None:
+    """The CA bundle an SDK would verify AWS with: config, AWS_CA_BUNDLE, the profile's ca_bundle."""
+    if config.upstream.ca_bundle:
+        return config.upstream.ca_bundle
+    return config_session(env, profile).get_config_variable("ca_bundle") or None
+
+
 def botocore_session(profile: str | None) -> botocore.session.Session:
     session = botocore.session.Session(profile=profile)
     return session
@@ -71,6 +82,7 @@ def build_proxy(
     clock: Clock = utc_now,
     registry: CollectorRegistry | None = None,
 ) -> Proxy:
+    check_exposure(config)
     profile = config.credentials.profile or env.get("AWS_PROFILE")
     catalog = Catalog.load(config.services)
     allowed = allowed_regions(config)
@@ -80,23 +92,28 @@ def build_proxy(
     credentials = CredentialStore(
         source, clock=clock, allow_long_lived=config.credentials.allow_long_lived_credentials, identify=identify
     )
+    metrics = observe_credentials(Metrics(registry), credentials)
+    gateway = build_gateway(config, env, catalog, metrics, clock)
     head_stages = (
+        *gateway.head,
         MatchOperation(catalog),
         CheckHeaders(HeaderPolicy(HeaderOptions(**vars(config.headers)))),
     )
     body_stages = (
+        *gateway.body,
         ValidateInput(catalog, ValidationOptions(**vars(config.validation))),
         ChooseEndpoint(chooser, endpoints),
         Sign(credentials, clock),
     )
-    upstream = Upstream(config.upstream)
-    pipeline = Pipeline(head_stages, body_stages, upstream)
-    metrics = observe_credentials(Metrics(registry), credentials)
+    upstream = Upstream(config.upstream, ca_bundle=sdk_ca_bundle(config, env, profile))
+    pipeline = Pipeline(head_stages, body_stages, upstream, gateway.admission)
     state = ProxyState(pipeline, upstream, credentials, config.limits.max_body_bytes, metrics)
     data_app = create_data_app(state)
     # First, so that refused long-lived keys stop start-up before anything else opens.
     data_app.cleanup_ctx.insert(0, _credential_refresh(credentials))
-    return Proxy(config, catalog, state, data_app, create_admin_app(state))
+    data_app.cleanup_ctx.extend(gateway.contexts)
+    data_app.middlewares.extend(gateway.middlewares)
+    return Proxy(config, catalog, state, data_app, create_admin_app(state), gateway.authenticator)
 
 
 def observe_credentials(metrics: Metrics, credentials: CredentialStore) -> Metrics:

@@ -1,4 +1,4 @@
-"""`ivs-proxy` commands: serve, routes, check-config, whoami."""
+"""`ivs-proxy` commands: serve, routes, check-config, whoami, policy-check."""
 
 from __future__ import annotations
 
@@ -16,11 +16,13 @@ from aiohttp import web
 from proxy import __version__
 from proxy.app import build_proxy, credential_source_for
 from proxy.catalog import SERVICE_MOUNTS, Catalog
-from proxy.config import ProxyConfig, load_config, parse_host_port
+from proxy.config import ProxyConfig, check_exposure, load_config, parse_host_port
 from proxy.credentials import LONG_LIVED_MESSAGE, utc_now
 from proxy.devmode import add_dev_command, run_dev
 from proxy.errors import ConfigError
 from proxy.logs import configure_logging
+from proxy.policy import PolicySet
+from proxy.tls import server_context
 
 EXIT_CONFIG = 2
 
@@ -47,6 +49,13 @@ def _parser() -> argparse.ArgumentParser:
     whoami = commands.add_parser("whoami", help="show which AWS credentials the proxy would sign with")
     whoami.add_argument("--config", help="YAML config file")
     whoami.add_argument("--region", help="default AWS region (used for STS)")
+
+    explain = commands.add_parser("policy-check", help="explain the policy decision for one call")
+    explain.add_argument("--config", required=True, help="YAML config file with policy.callers")
+    explain.add_argument("--caller", required=True, help="caller name, as in policy.callers")
+    explain.add_argument("--action", required=True, help="IAM action, e.g. ivs:GetChannel")
+    explain.add_argument("--resource", action="append", default=[],
+                         help="an ARN the call names (repeat for batches; none: the call names no ARN)")
 
     add_dev_command(commands)
     return parser
@@ -75,9 +84,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "dev":
             return run_dev(args)
         if args.command == "check-config":
-            load_config(args.file)
+            check_exposure(load_config(args.file))
             print(f"{args.file}: ok")
             return 0
+        if args.command == "policy-check":
+            return policy_check(load_config(args.config), args.caller, args.action, args.resource)
     except ConfigError as exc:
         print(f"ivs-proxy: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -112,6 +123,19 @@ def whoami(config: ProxyConfig) -> int:
     return 0
 
 
+def policy_check(config: ProxyConfig, caller: str, action: str, resources: list[str]) -> int:
+    """Print the decision, resource by resource, and the statement behind each; 0 allow, 1 deny."""
+    known = {op.iam_action for op in Catalog.load(config.services).operations}
+    decision = PolicySet(config.policy.callers, known).evaluate(caller, action, resources)
+    print(f"caller:   {caller}\naction:   {action}")
+    for verdict in decision.verdicts:
+        how = "no statement allows it" if verdict.statement is None else (
+            f"{'allowed' if verdict.allowed else 'denied'} by statement {verdict.statement}")
+        print(f"resource: {verdict.resource}: {'ALLOW' if verdict.allowed else 'DENY'} ({how})")
+    print(f"decision: {'ALLOW' if decision.allowed else 'DENY'} ({decision.reason})")
+    return 0 if decision.allowed else 1
+
+
 def serve(config: ProxyConfig) -> int:
     configure_logging(config.log.level, config.log.format)
     proxy = build_proxy(config, os.environ)
@@ -130,7 +154,8 @@ async def _run(data_app: web.Application, admin_app: web.Application, config: Pr
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         host, port = parse_host_port(address)
-        await web.TCPSite(runner, host, port).start()
+        tls = server_context(config.tls) if app is data_app else None  # admin stays plain HTTP for probes
+        await web.TCPSite(runner, host, port, ssl_context=tls).start()
         runners.append(runner)
     log.info("listening", listen=config.listen, admin_listen=config.admin_listen)
     await stop.wait()

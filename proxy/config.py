@@ -8,6 +8,7 @@ to a default), reported with its dotted path and the file it came from.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import re
 import types
@@ -20,6 +21,7 @@ from typing import Any
 import yaml
 
 from proxy.errors import ConfigError
+from proxy.policy import PolicyDocument
 
 MIB = 1024 * 1024
 
@@ -99,6 +101,175 @@ class LogConfig:
     format: str = "json"
 
 
+#: Caller names end up in logs, metric labels and Redis keys: keep them tame.
+CALLER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_IDENTITY = re.compile(r"(URI|DNS|CN):\S.*", re.IGNORECASE)
+
+
+def _check_callers(names: Any, key: str) -> None:
+    for name in names:
+        if not CALLER_NAME.fullmatch(name):
+            raise ConfigError(f"{key}.{name}", "a caller name is 1-64 of [A-Za-z0-9._-], starting alphanumeric")
+
+
+@dataclass(frozen=True)
+class BearerConfig:
+    """Bearer tokens: only their SHA-256 hex digests are configured, never the tokens."""
+
+    tokens: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # caller -> digests
+    tokens_file: str | None = None  # "CALLER SHA256HEX" lines; re-read on SIGHUP
+
+    def __post_init__(self) -> None:
+        _check_callers(self.tokens, "auth.bearer.tokens")
+        for caller, digests in self.tokens.items():
+            for i, digest in enumerate(digests):
+                if not _SHA256_HEX.fullmatch(digest):
+                    raise ConfigError(f"auth.bearer.tokens.{caller}[{i}]", "must be 64 lower-case hex digits (sha256)")
+
+
+@dataclass(frozen=True)
+class MtlsConfig:
+    """Client certificate identity -> caller: "URI:spiffe://...", "DNS:name" or "CN:name"."""
+
+    identities: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # caller -> identities
+
+    def __post_init__(self) -> None:
+        _check_callers(self.identities, "auth.mtls.identities")
+        seen: dict[str, str] = {}
+        for caller, identities in self.identities.items():
+            for i, identity in enumerate(identities):
+                if not _IDENTITY.fullmatch(identity):
+                    raise ConfigError(f"auth.mtls.identities.{caller}[{i}]", "must be URI:..., DNS:... or CN:...")
+                other = seen.setdefault(identity.lower(), caller)
+                if other != caller:
+                    raise ConfigError(f"auth.mtls.identities.{caller}[{i}]", f"{identity!r} is also {other}'s")
+
+
+@dataclass(frozen=True)
+class SigV4Key:
+    """An internal access key for SDK-native callers; the secret comes from a file or env."""
+
+    caller: str
+    access_key_id: str
+    secret_file: str | None = None
+    secret_env: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_callers([self.caller], "auth.sigv4.keys")
+        if not re.fullmatch(r"[A-Z0-9]{16,128}", self.access_key_id):
+            raise ConfigError("auth.sigv4.keys", f"access_key_id of {self.caller} must be 16-128 of [A-Z0-9]")
+        if (self.secret_file is None) == (self.secret_env is None):
+            raise ConfigError("auth.sigv4.keys", f"key of {self.caller}: give exactly one of secret_file, secret_env")
+
+
+@dataclass(frozen=True)
+class SigV4Config:
+    keys: tuple[SigV4Key, ...] = ()
+    # How far X-Amz-Date may be from the gateway's clock; also the replay window.
+    max_skew_seconds: int = 300
+
+    def __post_init__(self) -> None:
+        ids = [k.access_key_id for k in self.keys]
+        if len(ids) != len(set(ids)):
+            raise ConfigError("auth.sigv4.keys", "an access_key_id is listed twice")
+        if not 30 <= self.max_skew_seconds <= 900:
+            raise ConfigError("auth.sigv4.max_skew_seconds", "must be 30 to 900")
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """Caller authentication (docs/gateway.md); any combination of the three methods."""
+
+    bearer: BearerConfig = BearerConfig()
+    mtls: MtlsConfig = MtlsConfig()
+    sigv4: SigV4Config = SigV4Config()
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.bearer.tokens or self.bearer.tokens_file or self.mtls.identities or self.sigv4.keys)
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """TLS on the data listener; with client_ca_file, clients present certificates (mTLS)."""
+
+    cert_file: str | None = None
+    key_file: str | None = None
+    client_ca_file: str | None = None
+    client_cert: str = "required"  # required | optional (optional: bearer/SigV4 callers need none)
+
+    def __post_init__(self) -> None:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ConfigError("tls", "give both cert_file and key_file, or neither")
+        if self.client_ca_file is not None and self.cert_file is None:
+            raise ConfigError("tls.client_ca_file", "needs tls.cert_file and tls.key_file (mTLS is TLS first)")
+        if self.client_cert not in ("required", "optional"):
+            raise ConfigError("tls.client_cert", "must be required or optional")
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """caller name -> IAM-style policy document (proxy/policy.py has the grammar)."""
+
+    callers: Mapping[str, PolicyDocument] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_callers(self.callers, "policy.callers")
+
+
+@dataclass(frozen=True)
+class RateLimitRule:
+    action: str  # IAM action pattern: ivs:PutMetadata, ivs:Get*, ivschat:*
+    rate: float  # tokens per second
+    burst: float | None = None  # bucket size; default max(1, rate)
+    callers: tuple[str, ...] = ("*",)
+    # operation: a bucket per caller and operation; caller: one per caller for every
+    # operation the rule matches; resource: one per caller, operation and ARN named.
+    per: str = "operation"
+
+    def __post_init__(self) -> None:
+        if self.rate <= 0 or (self.burst is not None and self.burst < 1):
+            raise ConfigError("rate_limits.rules", f"{self.action}: rate must be > 0 and burst >= 1")
+        if self.per not in ("operation", "caller", "resource"):
+            raise ConfigError("rate_limits.rules", f"{self.action}: per must be operation, caller or resource")
+
+
+@dataclass(frozen=True)
+class RateLimitsConfig:
+    # ivs-quotas: every caller is also held to IVS's published call-rate quotas
+    # (scaled by default_share); none: only `rules`.
+    defaults: str = "none"
+    default_share: float = 1.0
+    rules: tuple[RateLimitRule, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.defaults not in ("none", "ivs-quotas"):
+            raise ConfigError("rate_limits.defaults", "must be none or ivs-quotas")
+        if not 0 < self.default_share <= 1:
+            raise ConfigError("rate_limits.default_share", "must be > 0 and <= 1")
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    """Shared state for several replicas: rate-limit buckets and the replay window."""
+
+    url: str | None = None  # redis://host:6379/0 or rediss:// (TLS)
+    password_file: str | None = None
+    key_prefix: str = "ivs-proxy:"
+    timeout_seconds: float = 0.25
+    retry_seconds: float = 5.0  # after a failure, per-process state this long before retrying
+    replay_on_outage: str = "refuse"  # refuse (503 for SigV4 callers) | local
+
+    def __post_init__(self) -> None:
+        if self.url is not None and not re.match(r"(redis|rediss|unix)://", self.url):
+            raise ConfigError("redis.url", "must start with redis://, rediss:// or unix://")
+        if self.timeout_seconds <= 0 or self.retry_seconds <= 0:
+            raise ConfigError("redis", "timeout_seconds and retry_seconds must be positive")
+        if self.replay_on_outage not in ("refuse", "local"):
+            raise ConfigError("redis.replay_on_outage", "must be refuse or local")
+
+
 @dataclass(frozen=True)
 class ProxyConfig:
     listen: str = "127.0.0.1:8080"
@@ -113,8 +284,15 @@ class ProxyConfig:
     upstream: UpstreamConfig = UpstreamConfig()
     credentials: CredentialsConfig = CredentialsConfig()
     log: LogConfig = LogConfig()
+    mode: str = "sidecar"  # sidecar | gateway (docs/gateway.md)
+    auth: AuthConfig = AuthConfig()
+    tls: TlsConfig = TlsConfig()
+    policy: PolicyConfig = PolicyConfig()
+    rate_limits: RateLimitsConfig = RateLimitsConfig()
+    redis: RedisConfig = RedisConfig()
 
     def __post_init__(self) -> None:
+        _check_access(self)
         for key, value in (("listen", self.listen), ("admin_listen", self.admin_listen)):
             parse_host_port(value, key)
         known = {"ivs", "ivs-realtime", "ivschat"}
@@ -137,6 +315,37 @@ def parse_host_port(value: str, key: str = "listen") -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(key, f"{value!r} is not HOST:PORT")
     return host.strip("[]"), int(port)
+
+
+def _check_access(config: ProxyConfig) -> None:
+    if config.mode not in ("sidecar", "gateway"):
+        raise ConfigError("mode", "must be sidecar or gateway")
+    if config.mode == "gateway" and not config.auth.configured:
+        raise ConfigError("auth", "gateway mode needs at least one caller authentication method "
+                          "(auth.bearer, auth.mtls or auth.sigv4)")
+    if config.auth.mtls.identities and config.tls.client_ca_file is None:
+        raise ConfigError("auth.mtls", "needs tls.client_ca_file (and tls.cert_file, tls.key_file)")
+
+
+def check_exposure(config: ProxyConfig) -> None:
+    """Sidecar mode serves its own pod only: a non-loopback listener needs authentication.
+
+    Checked by `serve` and `check-config` on the final config (flags applied), not by
+    `load_config`, so that existing manifests still load while they move to gateway mode.
+    """
+    host, _ = parse_host_port(config.listen)
+    if config.mode == "sidecar" and not config.auth.configured and not is_loopback(host):
+        raise ConfigError("listen", f"{config.listen!r} is not a loopback address; sidecar mode without caller "
+                          "authentication listens on loopback only (use 127.0.0.1, or configure auth / mode: gateway)")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name other than localhost may resolve anywhere
 
 
 def load_config(path: str | Path | None, overrides: Mapping[str, Any] | None = None) -> ProxyConfig:
@@ -182,6 +391,8 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
 def _coerce(hint: Any, value: Any, key: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
+    if isinstance(hint, type) and hasattr(hint, "from_config"):
+        return hint.from_config(value, key)  # a type with its own grammar (policy documents)
     if dataclasses.is_dataclass(hint):
         return _build(typing.cast(type, hint), value, key + ".")
     if origin in (types.UnionType, typing.Union):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,8 +42,8 @@ class UpstreamResponse:
 
 
 def ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
-    """Verify against the bundle an SDK would use: AWS_CA_BUNDLE / ca_bundle, else the system."""
-    return _context_for(ca_bundle or os.environ.get("AWS_CA_BUNDLE") or None)
+    """Verify against the given bundle (resolved like an SDK does), else the system store."""
+    return _context_for(ca_bundle or None)
 
 
 @functools.lru_cache(maxsize=8)

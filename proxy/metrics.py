@@ -61,6 +61,29 @@ class Metrics:
             "ivs_proxy_signing_duration_seconds", "Time spent computing SigV4 signatures.",
             buckets=SIGNING_BUCKETS, registry=r,
         )
+        # Gateway mode. Caller names come from config, so the caller label is bounded.
+        self.authentication_failures = Counter(
+            "ivs_proxy_authentication_failures", "Requests refused 401, by method and fixed reason token.",
+            ["method", "reason"], registry=r,
+        )
+        self.authorization_decisions = Counter(
+            "ivs_proxy_authorization_decisions", "Policy decisions, by caller and decision (allow, deny).",
+            ["caller", "decision"], registry=r,
+        )
+        self.throttled = Counter(
+            "ivs_proxy_throttled", "Requests refused 429 by the gateway's rate limits, by caller.", ["caller"], registry=r,
+        )
+        self.redis_up = Gauge(
+            "ivs_proxy_redis_up",
+            "1 while the shared Redis answers; 0 while rate limits (and, if so configured, the replay "
+            "window) are per process.", registry=r,
+        )
+        self.redis_errors = Counter(
+            "ivs_proxy_redis_errors", "Failed Redis operations, by operation.", ["operation"], registry=r,
+        )
+        self.token_reloads = Counter(
+            "ivs_proxy_token_reloads", "Bearer token file reloads (SIGHUP), by result.", ["result"], registry=r,
+        )
         self.build_info = Gauge(
             "ivs_proxy_build_info", "Always 1; the labels say what is running.",
             ["version", "botocore_version"], registry=r,

@@ -8,8 +8,9 @@ caller skips those: AWS still checks them).
 `\p{..}` (Unicode general categories) is the costly part: `re` has no such classes, and
 spelling one out takes a scan of all of Unicode and a class of thousands of ranges, about
 0.3 s. So a pattern that is one class, which is how the models use `\p` (ivs `TagKey`,
-`TagValue`), becomes a per-character test on `unicodedata.category`, free to build; any
-other pattern with `\p` spells its classes out at its first search, never at start-up.
+`TagValue`), becomes a set test on each character's `unicodedata.category`, run in C and
+free to build. Any other pattern with `\p` (none in the models today) spells its classes
+out at its first search, once: never at start-up.
 `unicodedata` may be a Unicode version or two behind the JVM AWS runs: characters
 assigned since then count as unassigned here. That is the only known inexactness.
 """

@@ -2,6 +2,12 @@
 
     stages = (MatchOperation, CheckHeaders, ValidateInput, ChooseEndpoint, Sign)
 
+With callers to tell apart (gateway mode, docs/gateway.md) the path grows to
+
+    head:      Authenticate, MatchOperation, CheckHeaders
+    body:      VerifyCallerSignature, ValidateInput, ChooseEndpoint, Sign
+    admission: RejectReplays, Authorize, RateLimit      (async: may consult Redis)
+
 Each stage reads and fills in an `Exchange`; any stage may refuse the request by raising a
 `ProxyError`, and then nothing is forwarded. Everything a stage needs that depends only on
 the operation (routes, validators, endpoints) was built at start-up; per request the stages
@@ -14,17 +20,23 @@ import dataclasses
 import functools
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from proxy.audit import AuditLog
+from proxy.auth import PEER_CERTIFICATE, Authenticator, Caller, Unauthenticated
+from proxy.auth_sigv4 import PendingSignature, SigV4Verifier
 from proxy.catalog import Catalog, Operation, RouteMatch, render_query
 from proxy.credentials import Clock, CredentialStore
 from proxy.endpoints import Endpoint, EndpointTable
 from proxy.errors import RequestInvalid
 from proxy.forward import Upstream, UpstreamResponse
 from proxy.headers import HeaderPolicy
+from proxy.policy import AccessDenied, PolicySet
+from proxy.ratelimit import RateLimiter, Throttled
 from proxy.regions import RegionChooser
+from proxy.replay import ReplayWindow
 from proxy.signing import SigV4Signer
 from proxy.validate import InputValidator, ValidatedInput, ValidationOptions, compile_input_validator
 
@@ -60,6 +72,10 @@ class Exchange:
     upstream_seconds: float = 0.0
     upstream_status: int = 0
     amzn_request_id: str | None = None
+    caller: Caller | None = None  # set by Authenticate
+    caller_signature: PendingSignature | None = None  # SDK-native callers, until verified
+    scope_region: str | None = None  # the region of a verified caller signature's scope
+    admitted: bool = False  # the admission stages ran (once, whatever sends it)
 
     @property
     def operation(self) -> Operation:
@@ -68,6 +84,7 @@ class Exchange:
 
 
 Stage = Callable[[Exchange], None]
+AdmissionStage = Callable[[Exchange], Awaitable[None]]
 
 
 class MatchOperation:
@@ -123,6 +140,8 @@ class ChooseEndpoint:
             for ref in validated.resources
             if ref.arn.service in ROUTING_ARN_SERVICES and ref.arn.region
         ]
+        if exchange.scope_region:  # an SDK-native caller chose the region by signing for it
+            arn_regions.insert(0, ("the credential scope", exchange.scope_region))
         exchange.region = self._chooser.choose(service, arn_regions)
         exchange.endpoint = self._endpoints.lookup(service, exchange.region)
         exchange.wire_path = exchange.endpoint.base_path + route.operation.render_path(route.uri_params)
@@ -161,13 +180,116 @@ class Sign:
         exchange.signing_seconds = time.perf_counter() - started
 
 
+class Authenticate:
+    """Head stage: who is calling. Consumes the credential headers it checked, so that
+    CheckHeaders still refuses any other signing material."""
+
+    def __init__(self, authenticator: Authenticator, audit: AuditLog) -> None:
+        self._authenticator = authenticator
+        self._audit = audit
+
+    def __call__(self, exchange: Exchange) -> None:
+        request = exchange.request
+        try:
+            found = self._authenticator.authenticate(request.headers, PEER_CERTIFICATE.get())
+        except Unauthenticated as error:
+            raise _refused(error, self._authenticator, self._audit, None) from None
+        exchange.caller = found.caller
+        exchange.caller_signature = found.signature
+        exchange.request = dataclasses.replace(request, headers=found.headers)
+
+
+class VerifyCallerSignature:
+    """Body stage, first: an SDK-native caller's signature over the whole request."""
+
+    def __init__(self, verifier: SigV4Verifier, authenticator: Authenticator, audit: AuditLog) -> None:
+        self._verifier = verifier
+        self._authenticator = authenticator
+        self._audit = audit
+
+    def __call__(self, exchange: Exchange) -> None:
+        pending = exchange.caller_signature
+        if pending is None:
+            return
+        request, operation = exchange.request, exchange.operation
+        try:
+            self._verifier.verify(pending, method=request.method, path=request.path, query=request.query,
+                                  body=request.body, signing_name=operation.service.signing_name)
+        except Unauthenticated as error:
+            raise _refused(error, self._authenticator, self._audit, operation.iam_action) from None
+        exchange.scope_region = pending.region
+
+
+class RejectReplays:
+    """Admission: a verified signature is accepted once (proxy/replay.py)."""
+
+    def __init__(self, window: ReplayWindow, verifier: SigV4Verifier, authenticator: Authenticator,
+                 audit: AuditLog, clock: Clock) -> None:
+        self._window, self._verifier = window, verifier
+        self._authenticator, self._audit, self._clock = authenticator, audit, clock
+
+    async def __call__(self, exchange: Exchange) -> None:
+        pending = exchange.caller_signature
+        if pending is None:
+            return
+        remaining = (pending.amz_date + self._verifier.max_skew - self._clock()).total_seconds()
+        if not await self._window.first_use(pending.signature, remaining):
+            error = Unauthenticated("this signature was already used: a replayed request is refused (sign each "
+                                    "request afresh)", method="sigv4", why="replayed", key_id=pending.key.access_key_id)
+            raise _refused(error, self._authenticator, self._audit, exchange.operation.iam_action)
+
+
+class Authorize:
+    """Admission: the caller's policy decides (403 AccessDeniedException); audited."""
+
+    def __init__(self, policy: PolicySet, audit: AuditLog) -> None:
+        self._policy = policy
+        self._audit = audit
+
+    async def __call__(self, exchange: Exchange) -> None:
+        caller, validated = exchange.caller, exchange.validated
+        assert caller is not None and validated is not None
+        resources = [str(ref.arn) for ref in validated.resources]
+        decision = self._policy.evaluate(caller.name, exchange.operation.iam_action, resources)
+        self._audit.authorization(decision, caller)
+        if not decision.allowed:
+            raise AccessDenied(decision.message())
+
+
+class RateLimit:
+    """Admission: the caller's token buckets (429 ThrottlingException with Retry-After)."""
+
+    def __init__(self, limiter: RateLimiter, on_throttle: Callable[[str], None]) -> None:
+        self._limiter = limiter
+        self._on_throttle = on_throttle
+
+    async def __call__(self, exchange: Exchange) -> None:
+        caller, validated = exchange.caller, exchange.validated
+        assert caller is not None and validated is not None
+        try:
+            await self._limiter.check(caller.name, exchange.operation, [str(r.arn) for r in validated.resources])
+        except Throttled:
+            self._on_throttle(caller.name)
+            raise
+
+
+def _refused(error: Unauthenticated, authenticator: Authenticator, audit: AuditLog, action: str | None) -> Unauthenticated:
+    audit.authentication_failed(error, action)
+    if authenticator.challenge:
+        error.headers.setdefault("WWW-Authenticate", authenticator.challenge)
+    return error
+
+
 class Pipeline:
     """Head stages run before the body is read (a refusal costs no body bytes); body
-    stages after it."""
+    stages after it; admission stages (which may wait on shared state) just before the
+    request is sent."""
 
-    def __init__(self, head_stages: Sequence[Stage], body_stages: Sequence[Stage], upstream: Upstream) -> None:
+    def __init__(self, head_stages: Sequence[Stage], body_stages: Sequence[Stage], upstream: Upstream,
+                 admission_stages: Sequence[AdmissionStage] = ()) -> None:
         self.head_stages = tuple(head_stages)
         self.body_stages = tuple(body_stages)
+        self.admission_stages = tuple(admission_stages)
         self._upstream = upstream
 
     def check_head(self, exchange: Exchange) -> None:
@@ -180,7 +302,15 @@ class Pipeline:
         for stage in self.body_stages:
             stage(exchange)
 
+    async def admit(self, exchange: Exchange) -> None:
+        """Run the admission stages, once per exchange (a retry must not count twice)."""
+        if not exchange.admitted:
+            for stage in self.admission_stages:
+                await stage(exchange)
+            exchange.admitted = True
+
     async def send(self, exchange: Exchange) -> UpstreamResponse:
+        await self.admit(exchange)
         endpoint = exchange.endpoint
         assert endpoint is not None
         target = exchange.wire_path + ("?" + exchange.wire_query if exchange.wire_query else "")

@@ -117,6 +117,7 @@ def record_request(request: web.Request, response: web.StreamResponse, seconds: 
     log.info(
         "request",
         method=request.method,
+        caller=exchange.caller.name if exchange is not None and exchange.caller is not None else None,
         service=service,
         operation=operation,
         region=exchange.region if exchange is not None and exchange.region else None,

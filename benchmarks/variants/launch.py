@@ -77,8 +77,9 @@ def _apply() -> None:
         proxy.cli.configure_logging = configure_cached
 
     if "stub-handler" in PATCHES:
-        import proxy.server
         from aiohttp import web
+
+        import proxy.server
 
         async def handle_stub(_: web.Request) -> web.Response:
             return web.Response(status=204)
@@ -105,6 +106,7 @@ def _apply() -> None:
     if "lean-client" in PATCHES:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         import leanclient
+
         import proxy.forward
 
         leanclient.install(proxy.forward)

@@ -34,7 +34,7 @@ class _Request(dict):  # type: ignore[type-arg]
 
 
 class _Response:
-    __slots__ = ("status", "content_length", "headers")
+    __slots__ = ("content_length", "headers", "status")
 
     def __init__(self, status: int, content_length: int) -> None:
         self.status = status
@@ -44,7 +44,7 @@ class _Response:
 def install(cli: Any) -> None:
     from aiohttp import web
 
-    import proxy.server as server
+    from proxy import server
     from proxy.config import parse_host_port
     from proxy.errors import BodyTooLarge, ProxyError
     from proxy.pipeline import Exchange, IncomingRequest
