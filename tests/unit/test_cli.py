@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from proxy.catalog import Catalog
+from proxy.cli import main
+
+IVS_PROXY = str(Path(sys.executable).with_name("ivs-proxy"))
+
+
+def test_routes_prints_every_operation(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["routes"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(Catalog.load().operations)
+    assert any(line.split() == ["ivs", "POST", "/CreateChannel", "CreateChannel"] for line in lines)
+    assert any(line.split() == ["ivs-realtime", "POST", "/ivs-realtime/CreateStage", "CreateStage"] for line in lines)
+    assert any(line.split() == ["ivschat", "DELETE", "/ivschat/tags/{resourceArn}", "UntagResource"] for line in lines)
+
+
+def test_check_config_accepts_good_and_names_the_bad_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("listen: 127.0.0.1:8081\n")
+    assert main(["check-config", str(good)]) == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("upstream:\n  read_timeout_seconds: -1\n")
+    assert main(["check-config", str(bad)]) == 2
+    error = capsys.readouterr().err
+    assert str(bad) in error and "upstream.read_timeout_seconds" in error
+
+
+def test_serve_with_a_bad_config_exits_2_before_listening(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("regions:\n  ivs: [mars-north-1]\n")
+    result = subprocess.run(
+        [IVS_PROXY, "serve", "--config", str(bad)], capture_output=True, text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "AWS_REGION": "us-west-2"},
+    )
+    assert result.returncode == 2
+    assert "regions.ivs" in result.stderr and "mars-north-1" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_version() -> None:
+    result = subprocess.run([IVS_PROXY, "--version"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert result.stdout.startswith("ivs-proxy ") and "botocore" in result.stdout
