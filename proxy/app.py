@@ -14,15 +14,8 @@ from prometheus_client import CollectorRegistry
 from proxy.catalog import Catalog
 from proxy.auth import Authenticator
 from proxy.config import ProxyConfig, check_exposure
-from proxy.credentials import (
-    CallerIdentity,
-    Clock,
-    CredentialSource,
-    CredentialStore,
-    IdentityLookup,
-    source_from_config,
-    utc_now,
-)
+from proxy.credential_sources import CallerIdentity, source_from_config
+from proxy.credentials import Clock, CredentialSource, CredentialStore, IdentityLookup, utc_now
 from proxy.endpoints import EndpointTable
 from proxy.errors import ConfigError
 from proxy.forward import Upstream

@@ -36,12 +36,8 @@ import structlog
 from aiohttp import web
 
 from proxy.config import parse_host_port
-from proxy.credentials import (
-    AssumeRoleSource,
-    CredentialStore,
-    RoleToAssume,
-    served_services_policy,
-)
+from proxy.credential_sources import AssumeRoleSource, RoleToAssume, served_services_policy
+from proxy.credentials import CredentialStore
 from proxy.errors import ConfigError, SigningUnavailable
 
 log = structlog.get_logger("ivs_proxy.broker")

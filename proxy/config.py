@@ -38,17 +38,80 @@ class ValidationConfig:
     allow_unknown_enum_values: bool = False
 
 
+def _positive(section: str, config: Any, *names: str) -> None:
+    for name in names:
+        if getattr(config, name) <= 0:
+            raise ConfigError(f"{section}.{name}", "must be positive")
+
+
 @dataclass(frozen=True)
 class LimitsConfig:
+    """What one caller may hold (docs/resilience.md: overload, slow clients)."""
+
     max_body_bytes: int = 1 * MIB
+    # Requests handled at once; beyond it they queue, then get 503 + Retry-After.
+    max_inflight_requests: int = 100
+    max_queued_requests: int = 50
+    queue_timeout_seconds: float = 1.0
+    # Once a request's first byte arrived, its line and headers must follow within this.
+    header_timeout_seconds: float = 10.0
+    # The whole body must arrive within this once the headers are in (else 408).
+    body_timeout_seconds: float = 10.0
+    # A keep-alive connection with no request in progress is closed after this.
+    idle_timeout_seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        _positive("limits", self, "max_inflight_requests", "queue_timeout_seconds", "header_timeout_seconds",
+                  "body_timeout_seconds", "idle_timeout_seconds")
+        if self.max_queued_requests < 0:
+            raise ConfigError("limits.max_queued_requests", "must be 0 or more")
 
 
 @dataclass(frozen=True)
 class UpstreamConfig:
-    connect_timeout_seconds: float = 3.0
-    read_timeout_seconds: float = 30.0
+    connect_timeout_seconds: float = 2.0
+    # Longest silence while waiting for, or reading, AWS's answer.
+    read_timeout_seconds: float = 10.0
+    # One attempt, from sending to the end of the answer (streamed bodies: read timeout only).
+    attempt_timeout_seconds: float = 10.0
+    # Every attempt and the waits between them; also bounded by the caller's ttl.
+    total_timeout_seconds: float = 20.0
     max_connections: int = 100
     ca_bundle: str | None = None
+
+    def __post_init__(self) -> None:
+        _positive("upstream", self, "attempt_timeout_seconds", "total_timeout_seconds", "max_connections")
+
+
+@dataclass(frozen=True)
+class RetriesConfig:
+    """Retries of failed upstream attempts (proxy/retries.py, docs/resilience.md)."""
+
+    max_attempts: int = 3  # 1 (or 0): no retries
+    backoff_base_seconds: float = 0.05
+    throttling_backoff_base_seconds: float = 1.0
+    max_backoff_seconds: float = 20.0
+    quota_tokens: int = 500
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_attempts <= 10:
+            raise ConfigError("retries.max_attempts", "must be 0 to 10")
+        _positive("retries", self, "backoff_base_seconds", "throttling_backoff_base_seconds",
+                  "max_backoff_seconds")
+        if self.quota_tokens < 0:
+            raise ConfigError("retries.quota_tokens", "must be 0 or more")
+
+
+@dataclass(frozen=True)
+class ShutdownConfig:
+    """The drain on SIGTERM (docs/resilience.md); proxy/defaults.py derives the manifests' timings."""
+
+    drain_delay_seconds: float = 5.0
+    drain_timeout_seconds: float = 20.0
+
+    def __post_init__(self) -> None:
+        if self.drain_delay_seconds < 0 or self.drain_timeout_seconds < 0:
+            raise ConfigError("shutdown", "drain_delay_seconds and drain_timeout_seconds must be 0 or more")
 
 
 @dataclass(frozen=True)
@@ -284,6 +347,8 @@ class ProxyConfig:
     upstream: UpstreamConfig = UpstreamConfig()
     credentials: CredentialsConfig = CredentialsConfig()
     log: LogConfig = LogConfig()
+    retries: RetriesConfig = RetriesConfig()
+    shutdown: ShutdownConfig = ShutdownConfig()
     mode: str = "sidecar"  # sidecar | gateway (docs/gateway.md)
     auth: AuthConfig = AuthConfig()
     tls: TlsConfig = TlsConfig()

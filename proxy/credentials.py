@@ -21,22 +21,17 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime
-import json
 import logging
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-import botocore.credentials
-import botocore.session
 import structlog
-from botocore.config import Config
 from dateutil.parser import isoparse
 
-from proxy.config import CredentialsConfig
 from proxy.errors import ConfigError, SigningUnavailable
 from proxy.signing import FrozenCredentials
 
@@ -56,8 +51,6 @@ JITTER = 0.2
 #: Retry pacing before any credentials were obtained (their lifetime is not known yet).
 UNKNOWN_LIFETIME = 3600.0
 
-#: IAM action prefix per served service: the IVS real-time API uses `ivs:` too.
-IAM_PREFIXES = {"ivs": "ivs", "ivs-realtime": "ivs", "ivschat": "ivschat"}
 
 LONG_LIVED_MESSAGE = (
     "the AWS credentials found ({source}) are long-lived access keys with no expiry; "
@@ -409,182 +402,6 @@ async def _off_loop(call: Callable[[], T]) -> T:
 
     threading.Thread(target=work, name="ivs-proxy-credentials", daemon=True).start()
     return await future
-
-
-# -- sources ------------------------------------------------------------------------------
-
-
-class BotocoreChainSource:
-    """botocore's standard chain: env, profiles, SSO, role profiles, web identity, container, IMDS.
-
-    The chain is resolved once (retried until it finds something); each `fetch()` then
-    calls the winning provider's own refresh function. Why not `get_frozen_credentials()`:
-    botocore refreshes only inside its own windows (15 min advisory, 10 min mandatory
-    before expiry), so a refresh we schedule earlier, or for a lifetime of seconds, would
-    return the same set. `_refresh_using` is the provider's fetch itself (STS AssumeRole,
-    the container endpoint, IMDS, SSO), and we clear the fetchers' cache (ours: we pass it
-    to the resolver) so that cached assume-role and SSO answers are fetched anew too.
-    (Providers that load eagerly, such as container, IMDS and credential_process, thus
-    fetch twice at start-up: once while the chain is resolved, once for the snapshot.)
-    """
-
-    def __init__(self, session: botocore.session.Session, *, region: str | None = None) -> None:
-        self._session = session
-        self._region = region
-        self._cache: dict[str, Any] = {}
-        self._resolved: botocore.credentials.Credentials | None = None
-
-    @property
-    def name(self) -> str:
-        method = self._resolved.method if self._resolved else None
-        return method or f"the default credential chain (profile {self._session.profile or 'default'})"
-
-    def fetch(self) -> CredentialSnapshot:
-        try:
-            credentials = self._resolve()
-            refresh = getattr(credentials, "_refresh_using", None)
-            if refresh is None:  # static keys: nothing to refresh
-                static = credentials.get_frozen_credentials()
-                keys = FrozenCredentials(static.access_key, static.secret_key, static.token)
-                return CredentialSnapshot(keys, None, self.name)
-            self._cache.clear()
-            data = refresh()
-        except SourceFailed:
-            raise
-        except Exception as exc:  # noqa: BLE001 (botocore raises many types; all mean "failed")
-            raise SourceFailed(self.name, exc) from None
-        frozen_set = FrozenCredentials(data["access_key"], data["secret_key"], data.get("token"))
-        return CredentialSnapshot(frozen_set, parse_expiry(data["expiry_time"]), self.name)
-
-    def _resolve(self) -> botocore.credentials.Credentials:
-        if self._resolved is None:
-            resolver = botocore.credentials.create_credential_resolver(
-                self._session, cache=self._cache, region_name=self._region
-            )
-            found = resolver.load_credentials()
-            if found is None:
-                raise SourceFailed(
-                    self.name,
-                    "found no credentials (looked at the environment, shared config and credentials "
-                    "files, SSO, web identity, container credentials and instance metadata)",
-                )
-            self._resolved = found
-        return self._resolved
-
-
-@dataclass(frozen=True, slots=True)
-class RoleToAssume:
-    arn: str
-    session_name: str
-    external_id: str | None
-    duration_seconds: int
-    policy: str | None  # a JSON session policy that narrows the role, or None
-
-
-class AssumeRoleSource:
-    """ivs-proxy assumes `role` itself with whatever the standard chain finds (aws-vault style).
-
-    The base credentials may be long-lived: only the role's session credentials are used to
-    sign, and they always expire. botocore keeps refreshable base credentials fresh itself.
-    """
-
-    def __init__(self, session: botocore.session.Session, role: RoleToAssume, *, region: str | None = None) -> None:
-        self._session = session
-        self._role = role
-        self._region = region
-        self._client: Any = None
-
-    @property
-    def name(self) -> str:
-        return f"ivs-proxy assume-role {self._role.arn}"
-
-    def fetch(self) -> CredentialSnapshot:
-        role = self._role
-        params: dict[str, Any] = {
-            "RoleArn": role.arn,
-            "RoleSessionName": role.session_name,
-            "DurationSeconds": role.duration_seconds,
-        }
-        if role.external_id:
-            params["ExternalId"] = role.external_id
-        if role.policy:
-            params["Policy"] = role.policy
-        try:
-            response = self._sts().assume_role(**params)
-        except Exception as exc:  # noqa: BLE001 (botocore raises many types; all mean "failed")
-            raise SourceFailed(self.name, exc) from None
-        issued = response["Credentials"]
-        return CredentialSnapshot(
-            FrozenCredentials(issued["AccessKeyId"], issued["SecretAccessKey"], issued["SessionToken"]),
-            parse_expiry(issued["Expiration"]),
-            self.name,
-            response.get("AssumedRoleUser", {}).get("Arn"),
-        )
-
-    def _sts(self) -> Any:
-        if self._client is None:
-            base = self._session.get_credentials()
-            if base is None:
-                raise LookupError("the default credential chain found no credentials to assume the role with")
-            self._client = self._session.create_client("sts", region_name=self._region, config=_STS_CONFIG)
-        return self._client
-
-
-# Bounded: a slow STS must fail an attempt (and let the backoff retry) well inside the lead.
-_STS_CONFIG = Config(connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 2})
-
-
-class CallerIdentity:
-    """STS GetCallerIdentity with the given credentials, at the endpoint the SDK would use
-    (AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL honoured); None on any failure."""
-
-    def __init__(self, session: botocore.session.Session, region: str | None) -> None:
-        self._session = session
-        self._region = region
-
-    def __call__(self, credentials: FrozenCredentials) -> str | None:
-        try:
-            client = self._session.create_client(
-                "sts",
-                region_name=self._region,
-                aws_access_key_id=credentials.access_key,
-                aws_secret_access_key=credentials.secret_key,
-                aws_session_token=credentials.token,
-                config=Config(connect_timeout=2, read_timeout=3, retries={"max_attempts": 1}),
-            )
-            return str(client.get_caller_identity()["Arn"])
-        except Exception as exc:  # noqa: BLE001 (best effort by design)
-            log.debug("credentials_identity_unknown", error=type(exc).__name__)
-            return None
-
-
-def served_services_policy(services: Iterable[str]) -> str:
-    """A session policy allowing only the IAM actions of the services this proxy serves."""
-    actions = sorted({f"{IAM_PREFIXES[s]}:*" for s in services})
-    statement = {"Effect": "Allow", "Action": actions, "Resource": "*"}
-    return json.dumps({"Version": "2012-10-17", "Statement": [statement]}, separators=(",", ":"))
-
-
-def source_from_config(
-    settings: CredentialsConfig,
-    session: botocore.session.Session,
-    *,
-    region: str | None,
-    services: Iterable[str],
-) -> CredentialSource:
-    if settings.role_arn is None:
-        return BotocoreChainSource(session, region=region)
-    policy: str | None
-    if settings.session_policy == "served-services":
-        policy = served_services_policy(services)
-    elif settings.session_policy == "none":
-        policy = None
-    else:
-        policy = settings.session_policy
-    role = RoleToAssume(
-        settings.role_arn, settings.role_session_name, settings.external_id, settings.duration_seconds, policy
-    )
-    return AssumeRoleSource(session, role, region=region)
 
 
 def parse_expiry(value: str | datetime.datetime) -> datetime.datetime:

@@ -33,8 +33,8 @@ from proxy.broker import (
     url_host,
 )
 from proxy.config import ProxyConfig, load_config
+from proxy.credential_sources import IAM_PREFIXES
 from proxy.credentials import (
-    IAM_PREFIXES,
     LONG_LIVED_MESSAGE,
     CredentialSnapshot,
     CredentialSource,

@@ -22,6 +22,8 @@ class ProxyError(Exception):
     status: ClassVar[int] = 400
     error_type: ClassVar[str] = "ValidationException"
     reason: ClassVar[str] = "invalid"
+    #: The connection cannot be trusted for another request (its framing is in doubt).
+    close_connection: ClassVar[bool] = False
 
     def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -92,11 +94,14 @@ class SigningUnavailable(ProxyError):
 
 
 class UpstreamError(ProxyError):
-    """AWS could not be reached or did not answer; `kind` is a fixed token for metrics."""
+    """AWS could not be reached or did not answer; `kind` is a fixed token for metrics
+    (connect, tls, timeout, reset, malformed). `sent` is False only when the request
+    provably never left the proxy (no connection could be opened), so repeating it is safe."""
 
-    def __init__(self, message: str, *, kind: str) -> None:
+    def __init__(self, message: str, *, kind: str, sent: bool = True) -> None:
         super().__init__(message)
         self.kind = kind
+        self.sent = sent
 
 
 class UpstreamUnreachable(UpstreamError):
@@ -109,6 +114,43 @@ class UpstreamTimeout(UpstreamError):
     status = 504
     error_type = "GatewayTimeoutException"
     reason = "upstream_timeout"
+
+
+class Overloaded(ProxyError):
+    """Too many requests in flight and the queue is full: refused at once, before the body.
+
+    ThrottlingException, so that SDKs back off as from AWS throttling (longer waits, and
+    the adaptive mode's client-side rate limit)."""
+
+    status = 503
+    error_type = "ThrottlingException"
+    reason = "overloaded"
+
+
+class ShuttingDown(ProxyError):
+    """Still running when the drain timeout ran out; it may or may not have reached AWS."""
+
+    status = 503
+    error_type = "ServiceUnavailableException"
+    reason = "shutting_down"
+
+
+class ClientTimeout(ProxyError):
+    """The caller took too long to send its request body."""
+
+    status = 408
+    error_type = "RequestTimeoutException"
+    reason = "client_timeout"
+    close_connection = True
+
+
+class MalformedRequest(ProxyError):
+    """Not well-formed HTTP/1.1 (framing, header syntax, sizes): the connection is closed."""
+
+    status = 400
+    error_type = "BadRequestException"
+    reason = "malformed_http"
+    close_connection = True
 
 
 class ConfigError(Exception):

@@ -30,7 +30,7 @@ from proxy.auth_sigv4 import PendingSignature, SigV4Verifier
 from proxy.catalog import Catalog, Operation, RouteMatch, render_query
 from proxy.credentials import Clock, CredentialStore
 from proxy.endpoints import Endpoint, EndpointTable
-from proxy.errors import RequestInvalid
+from proxy.errors import ProxyError, RequestInvalid
 from proxy.forward import Upstream, UpstreamResponse
 from proxy.headers import HeaderPolicy
 from proxy.policy import AccessDenied, PolicySet
@@ -238,6 +238,11 @@ class RejectReplays:
                                     "request afresh)", method="sigv4", why="replayed", key_id=pending.key.access_key_id)
             raise _refused(error, self._authenticator, self._audit, exchange.operation.iam_action)
 
+    async def undo(self, exchange: Exchange) -> None:
+        """A later admission stage refused the request: its signature was not spent."""
+        if exchange.caller_signature is not None:
+            await self._window.release(exchange.caller_signature.signature)
+
 
 class Authorize:
     """Admission: the caller's policy decides (403 AccessDeniedException); audited."""
@@ -303,11 +308,24 @@ class Pipeline:
             stage(exchange)
 
     async def admit(self, exchange: Exchange) -> None:
-        """Run the admission stages, once per exchange (a retry must not count twice)."""
-        if not exchange.admitted:
+        """Run the admission stages, once per exchange (a retry must not count twice).
+
+        If one refuses, the stages that already passed may undo what they did (`undo`).
+        """
+        if exchange.admitted:
+            return
+        passed: list[AdmissionStage] = []
+        try:
             for stage in self.admission_stages:
                 await stage(exchange)
-            exchange.admitted = True
+                passed.append(stage)
+        except ProxyError:
+            for stage in reversed(passed):
+                undo = getattr(stage, "undo", None)
+                if undo is not None:
+                    await undo(exchange)
+            raise
+        exchange.admitted = True
 
     async def send(self, exchange: Exchange) -> UpstreamResponse:
         await self.admit(exchange)

@@ -4,7 +4,8 @@ A signature covers the method, path, query, signed headers, body and the second 
 made, so two requests with one signature are the same request sent twice. SDK retries
 are not affected: each attempt is signed afresh and carries a new `amz-sdk-request:
 attempt=N` header. A signature is remembered only after it verified, so nobody can burn
-a caller's signature by sending garbage under it first.
+a caller's signature by sending garbage under it first, and it is spent only when its
+request is forwarded: refused at the gateway, it is released again (see `release`).
 
 Per process, the window is a dict pruned in order of expiry. With Redis (`redis.url`)
 every replica also does `SET NX EX` on a shared key, so a request replayed to another
@@ -15,6 +16,7 @@ with the per-process window only (replays across replicas get through while it l
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import time
@@ -73,6 +75,17 @@ class ReplayWindow:
         self._seen[fingerprint] = now + self._local_ttl
         self._expiry.append((now + self._local_ttl, fingerprint))
         return True
+
+    async def release(self, signature: str) -> None:
+        """Forget a signature whose request was refused before it was forwarded (our own
+        429, a policy denial): nothing was done with it, so the SDK's retry, which in the
+        same second carries the same signature, must not be taken for a replay."""
+        fingerprint = hashlib.sha256(signature.encode()).hexdigest()[:32]
+        self._seen.pop(fingerprint, None)  # its _expiry entry just expires later
+        if self._shared is not None:
+            key = f"{self._shared.prefix}replay:{fingerprint}"
+            with contextlib.suppress(SharedStateDown):
+                await self._shared.call("replay", lambda client: client.delete(key))
 
     def _prune(self, now: float) -> None:
         while self._expiry and self._expiry[0][0] <= now:

@@ -26,7 +26,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from proxy.broker import Broker, create_broker_app, loopback_address, narrowed_role_source
 from proxy.cli import main
-from proxy.credentials import CredentialStore, served_services_policy
+from proxy.credential_sources import served_services_policy
+from proxy.credentials import CredentialStore
 from proxy.errors import ConfigError
 from tests.e2e.conftest import unsigned_client
 from tests.support.inprocess import StaticSource

@@ -17,7 +17,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from proxy.cli import main
-from proxy.credentials import BotocoreChainSource
+from proxy.credential_sources import BotocoreChainSource
 from tests.e2e.conftest import unsigned_client
 from tests.support.moto import ACCOUNT, REGION, MotoServer
 from tests.support.proxy_process import ProxyProcess

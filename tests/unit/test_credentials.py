@@ -20,16 +20,18 @@ import botocore.session
 import pytest
 
 from proxy.config import load_config
-from proxy.credentials import (
+from proxy.credential_sources import (
     IAM_PREFIXES,
     BotocoreChainSource,
+    served_services_policy,
+    source_from_config,
+)
+from proxy.credentials import (
     CredentialSnapshot,
     CredentialStore,
     Schedule,
     SourceFailed,
     parse_expiry,
-    served_services_policy,
-    source_from_config,
 )
 from proxy.errors import ConfigError, SigningUnavailable
 from proxy.signing import FrozenCredentials

@@ -1,0 +1,72 @@
+"""Overload protection: a cap on requests in flight, with a short bounded queue.
+
+Past `max_inflight` a request waits in a FIFO queue of at most `max_queued` for at most
+`queue_timeout` seconds. When the queue is full it is refused at once, and when its wait
+runs out it is refused then, with a 503 and `Retry-After` (`Overloaded`), before its
+body is read. Refusing early is the point: a request that waits longer than its caller
+would has already failed, and it holds a connection and a body's memory while it waits.
+Memory in the worst case is about `max_inflight * limits.max_body_bytes`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+
+from proxy.errors import Overloaded
+
+RETRY_AFTER_SECONDS = 1
+
+
+class Admission:
+    """Counts slots; `acquire` waits in line or raises Overloaded, `release` hands a slot on."""
+
+    def __init__(self, max_inflight: int = 100, max_queued: int = 50, queue_timeout: float = 1.0) -> None:
+        self.max_inflight = max_inflight
+        self.max_queued = max_queued
+        self._queue_timeout = queue_timeout
+        self._free = max_inflight
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    @property
+    def inflight(self) -> int:
+        return self.max_inflight - self._free
+
+    @property
+    def queued(self) -> int:
+        return len(self._waiters)
+
+    async def acquire(self) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        if len(self._waiters) >= self.max_queued:
+            raise self._refusal("and the queue is full")
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(self._queue_timeout):
+                await waiter
+        except BaseException as exc:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # a slot was handed over just as the wait ended: pass it on
+            if isinstance(exc, TimeoutError):
+                raise self._refusal(f"and it waited {self._queue_timeout:g} s for a slot") from None
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot goes straight to the next in line
+                return
+        self._free += 1
+
+    def _refusal(self, detail: str) -> Overloaded:
+        return Overloaded(
+            f"ivs-proxy is at its limit of {self.max_inflight} requests in flight {detail}; retry shortly",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
