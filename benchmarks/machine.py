@@ -40,6 +40,20 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+def _git() -> str:
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "proxy"], cwd=root, capture_output=True,
+                               text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head}{' + uncommitted changes in proxy/' if dirty else ''}" if head else "unknown"
+
+
 def describe() -> dict[str, object]:
     cpu = _cpuinfo()
     flags = set(cpu.get("flags", "").split())
@@ -65,4 +79,5 @@ def describe() -> dict[str, object]:
         "structlog": _version("structlog"),
         "uvloop": _version("uvloop"),
         "ivs-proxy": _version("ivs-proxy"),
+        "git": _git(),
     }

@@ -184,7 +184,7 @@ def render(results: dict[str, Any]) -> str:
         f"| upstream | {m['upstream']} (TLS, keep-alive, one worker) |",
         f"| load generator | {m['load_generator']}, 1 thread, closed loop |",
         f"| software | Python {m['python']}, {m['openssl']}, aiohttp {m['aiohttp']}, botocore {m['botocore']}, "
-        f"structlog {m['structlog']}, uvloop {m['uvloop']}, ivs-proxy {m['ivs-proxy']} |",
+        f"structlog {m['structlog']}, uvloop {m['uvloop']}, ivs-proxy {m['ivs-proxy']} (git {m.get('git', '?')}) |",
         "",
     ]
     for note in results.get("notes", []):
@@ -249,8 +249,21 @@ def render(results: dict[str, Any]) -> str:
     if results.get("profile"):
         p = results["profile"]
         out += ["## Profile", "", f"py-spy at c=16 PutMetadata: `{p['speedscope']}` (open in speedscope.app), "
-                f"collapsed stacks `{p['collapsed']}`, summary `{p['summary']}`.", ""]
+                f"collapsed stacks `{p['collapsed']}`, summary `{p['summary']}`. Share of the proxy's busy "
+                "event-loop thread, each sample charged to the innermost frame of a known component:", ""]
+        summary = Path(__file__).resolve().parent / p["summary"]
+        if summary.exists():
+            text = summary.read_text()
+            table = text.split("## By component (innermost matching frame)", 1)[-1].split("##", 1)[0].strip()
+            out += [table, ""]
     out += [
+        "## What would close the gaps",
+        "",
+        "`benchmarks/compare.py` measures proposed changes (uvloop, GC tuning, no access log, a lean upstream "
+        "client, a lean data listener, and decomposition stubs) side by side against this production command "
+        "and writes `variants.md`; `benchmarks/stages.py` and `benchmarks/startup_breakdown.py` break one "
+        "request's CPU and the start-up into their parts.",
+        "",
         "## Per-repeat data",
         "",
         "Raw figures for every point are in `results.json` next to this file "

@@ -211,6 +211,7 @@ def run_profile(args: argparse.Namespace, generator: LoadGenerator, proxy: Proxy
     import profile_summary
 
     summary = profile_summary.summarise(files["collapsed"].read_text())
+    summary += f"\nRequests/s while sampled (py-spy pauses the proxy for each sample): {records[-1].rps:.0f}\n"
     (out_dir / "summary.md").write_text(summary)
     log(f"profile written to {out_dir} (requests/s while sampled: {records[-1].rps:.0f})")
     return {k: str(v.relative_to(HERE)) for k, v in files.items()} | {"summary": "profile/summary.md"}

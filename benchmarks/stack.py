@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import signal
 import sys
 import tempfile
@@ -50,6 +51,7 @@ def main() -> int:
     finally:
         proxy.stop()
         upstream.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

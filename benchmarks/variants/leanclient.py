@@ -115,7 +115,9 @@ def install(forward: Any) -> None:
         await original_start(self)  # keep the aiohttp session for close(); unused on the hot path
         self._lean = LeanPool(forward.ssl_context(self._ca_bundle))
 
-    async def send(self, method: str, url: str, headers: Any, body: bytes) -> Any:  # type: ignore[no-untyped-def]
+    async def send(self, method: str, url: str, headers: Any, body: bytes, **_: Any) -> Any:  # type: ignore[no-untyped-def]
+        # **_: newer Upstream.send signatures add options (e.g. a per-attempt timeout) the
+        # prototype does not implement.
         status, response_headers, payload = await self._lean.request(method, url, headers, body)
         return forward.UpstreamResponse(status, forward._returned(response_headers), payload)
 

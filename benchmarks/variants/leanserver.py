@@ -34,11 +34,12 @@ class _Request(dict):  # type: ignore[type-arg]
 
 
 class _Response:
-    __slots__ = ("content_length", "headers", "status")
+    __slots__ = ("body_length", "content_length", "headers", "status")
 
     def __init__(self, status: int, content_length: int) -> None:
         self.status = status
         self.content_length = content_length
+        self.body_length = content_length  # newer proxy.server.record_request reads this
 
 
 def install(cli: Any) -> None:
@@ -114,7 +115,10 @@ def install(cli: Any) -> None:
                         upstream = await state.pipeline.send(exchange)
                         exchange.upstream_status = upstream.status
                         exchange.amzn_request_id = upstream.headers.get("x-amzn-RequestId")
-                        status, out_headers, payload = upstream.status, dict(upstream.headers), upstream.body
+                        payload = upstream.body
+                        if getattr(upstream, "stream", None) is not None:  # newer forward.py: large answers
+                            payload = b"".join([chunk async for chunk in upstream.stream.chunks()])
+                        status, out_headers = upstream.status, dict(upstream.headers)
                     except ProxyError as error:
                         request[server.ERROR] = error
                         status = error.status
