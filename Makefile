@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
 
-test: install
+test: install system-deps
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 bench: install
@@ -28,3 +28,15 @@ lint: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# Debian's redis-server, for the gateway's shared-state tests (tests/support/redis_server.py).
+# Installed with apt-get when missing and we are root or have sudo; otherwise those tests
+# skip and say why.
+.PHONY: system-deps
+system-deps:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null 2>&1; then SUDO="sudo -n"; \
+	  else echo "redis-server is missing and cannot be installed (not root, no sudo)" >&2; exit 0; fi; \
+	  command -v apt-get >/dev/null 2>&1 || { echo "redis-server is missing and apt-get is not available" >&2; exit 0; }; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }

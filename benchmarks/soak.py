@@ -39,9 +39,9 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support import fault_upstream as fault  # noqa: E402
-from tests.support.fault_upstream import FaultUpstream  # noqa: E402
-from tests.support.net import free_port, wait_for_http  # noqa: E402
+from tests.support import fault_upstream as fault
+from tests.support.fault_upstream import FaultUpstream
+from tests.support.net import free_port, wait_for_http
 
 SECRET = "soak/secret/key/that/is/not/real/0000000"
 CHANNEL = "arn:aws:ivs:us-west-2:123456789012:channel/AbCdEfGhIjKl"
@@ -121,7 +121,7 @@ async def caller(session: aiohttp.ClientSession, url: str, until: float, statuse
                 statuses[f"{response.status} {response.headers.get('x-ivs-proxy-error', 'aws')}"] += 1
         except aiohttp.ClientError as exc:
             statuses[type(exc).__name__] += 1  # a large answer cut short: the connection breaks
-        except asyncio.TimeoutError:
+        except TimeoutError:
             statuses["client_timeout"] += 1
 
 
@@ -164,11 +164,9 @@ async def soak(minutes: float, callers: int, sample_every: float) -> dict[str, o
                 "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
                 "AWS_EC2_METADATA_DISABLED": "true"})
     log = (work / "proxy.log").open("w")
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("ivs-proxy")), "serve", "--config", str(work / "proxy.yaml"),
-         "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}", "--log-level", "warning"],
-        env=env, stdout=log, stderr=log,
-    )
+    command = [str(Path(sys.executable).with_name("ivs-proxy")), "serve", "--config", str(work / "proxy.yaml"),
+               "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}", "--log-level", "warning"]
+    process = await asyncio.to_thread(subprocess.Popen, command, env=env, stdout=log, stderr=log)
     await asyncio.to_thread(wait_for_http, f"http://127.0.0.1:{admin}/readyz")
     url = f"http://127.0.0.1:{port}"
     statuses: collections.Counter = collections.Counter()  # type: ignore[type-arg]

@@ -11,8 +11,8 @@ import botocore.session
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from proxy.catalog import Catalog
 from proxy.auth import Authenticator
+from proxy.catalog import Catalog
 from proxy.config import ProxyConfig, check_exposure
 from proxy.credential_sources import CallerIdentity, source_from_config
 from proxy.credentials import Clock, CredentialSource, CredentialStore, IdentityLookup, utc_now
@@ -21,10 +21,20 @@ from proxy.errors import ConfigError
 from proxy.forward import Upstream
 from proxy.gateway import build_gateway
 from proxy.headers import HeaderOptions, HeaderPolicy
+from proxy.limits import Admission
 from proxy.metrics import Metrics
-from proxy.pipeline import CheckHeaders, ChooseEndpoint, MatchOperation, Pipeline, Sign, ValidateInput
+from proxy.pipeline import (
+    CheckHeaders,
+    ChooseEndpoint,
+    MatchOperation,
+    Pipeline,
+    Sign,
+    Stage,
+    ValidateInput,
+)
 from proxy.regions import RegionChooser, default_region, service_regions
 from proxy.regions import botocore_session as config_session
+from proxy.retries import Retrier
 from proxy.server import ProxyState, create_admin_app, create_data_app
 from proxy.validate import ValidationOptions
 
@@ -87,20 +97,27 @@ def build_proxy(
     )
     metrics = observe_credentials(Metrics(registry), credentials)
     gateway = build_gateway(config, env, catalog, metrics, clock)
-    head_stages = (
+    head_stages: tuple[Stage, ...] = (
         *gateway.head,
         MatchOperation(catalog),
         CheckHeaders(HeaderPolicy(HeaderOptions(**vars(config.headers)))),
     )
-    body_stages = (
+    body_stages: tuple[Stage, ...] = (
         *gateway.body,
         ValidateInput(catalog, ValidationOptions(**vars(config.validation))),
         ChooseEndpoint(chooser, endpoints),
         Sign(credentials, clock),
     )
     upstream = Upstream(config.upstream, ca_bundle=sdk_ca_bundle(config, env, profile))
-    pipeline = Pipeline(head_stages, body_stages, upstream, gateway.admission)
-    state = ProxyState(pipeline, upstream, credentials, config.limits.max_body_bytes, metrics)
+    retrier = Retrier.from_config(config.retries, config.upstream)
+    metrics.retry_quota.set_function(lambda: retrier.quota.available)
+    pipeline = Pipeline(head_stages, body_stages, upstream, gateway.admission, retrier=retrier)
+    limits = config.limits
+    state = ProxyState(
+        pipeline, upstream, credentials, limits.max_body_bytes, metrics,
+        body_timeout_seconds=limits.body_timeout_seconds,
+        admission=Admission(limits.max_inflight_requests, limits.max_queued_requests, limits.queue_timeout_seconds),
+    )
     data_app = create_data_app(state)
     # First, so that refused long-lived keys stop start-up before anything else opens.
     data_app.cleanup_ctx.insert(0, _credential_refresh(credentials))

@@ -10,7 +10,8 @@ Three methods, each optional, several at once:
 One request establishes exactly one caller. When both a certificate and an
 `Authorization` header name a caller they must agree; a header that does not check out
 is refused even if the certificate alone would do, so a bad credential is never papered
-over. Every failure is a 401 naming what was wrong, never echoing the credential.
+over. A verified certificate that names no caller (a mesh workload certificate, say)
+leaves the decision to the header. Every failure is a 401 naming what was wrong, never echoing the credential.
 
 The verified peer certificate reaches this module through `PEER_CERTIFICATE`, set for
 each request by the TLS middleware (`proxy/tls.py`), so this module needs no aiohttp.
@@ -120,7 +121,7 @@ class BearerTokens:
 def _digests(raw: Mapping[str, Any], key: str, source: str = "") -> tuple[tuple[bytes, str], ...]:
     entries = []
     for caller, digests in raw.items():
-        if not isinstance(digests, list) or not all(isinstance(d, str) and _SHA256_HEX.fullmatch(d) for d in digests):
+        if not isinstance(digests, list | tuple) or not all(isinstance(d, str) and _SHA256_HEX.fullmatch(d) for d in digests):
             raise ConfigError(f"{key}.{caller}", "must be sha256 hex digests (64 lower-case hex digits)", source)
         entries += [(bytes.fromhex(d), caller) for d in digests]
     return tuple(entries)
@@ -197,10 +198,17 @@ class Authenticator:
         values = [value for name, value in headers if name.lower() == "authorization"]
         if len(values) > 1:
             raise Unauthenticated("more than one Authorization header", method="header", why="malformed")
-        by_cert = self.certificates.identify(peercert) if self.certificates and peercert else None
+        by_cert, unknown_cert = None, None
+        if self.certificates is not None and peercert:
+            try:
+                by_cert = self.certificates.identify(peercert)
+            except Unauthenticated as error:
+                if error.why != "unknown_certificate":
+                    raise
+                unknown_cert = error  # a valid certificate of nobody we know: a header may still say who
         if not values:
             if by_cert is None:
-                raise Unauthenticated(self._missing(peercert), method="none", why="missing")
+                raise unknown_cert or Unauthenticated(self._missing(peercert), method="none", why="missing")
             return Authentication(Caller(by_cert, "mtls"), tuple(headers))
         found = self._from_header(values[0], headers)
         if by_cert is not None and by_cert != found.caller.name:

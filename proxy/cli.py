@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import signal
 import sys
@@ -16,12 +17,14 @@ from aiohttp import web
 from proxy import __version__
 from proxy.app import build_proxy, credential_source_for
 from proxy.catalog import SERVICE_MOUNTS, Catalog
-from proxy.config import ProxyConfig, check_exposure, load_config, parse_host_port
+from proxy.config import ProxyConfig, check_exposure, load_config
 from proxy.credentials import LONG_LIVED_MESSAGE, utc_now
 from proxy.devmode import add_dev_command, run_dev
 from proxy.errors import ConfigError
+from proxy.listener import drain_and_close, start_listener
 from proxy.logs import configure_logging
 from proxy.policy import PolicySet
+from proxy.server import STATE
 from proxy.tls import server_context
 
 EXIT_CONFIG = 2
@@ -39,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--region", help="default AWS region (else AWS_REGION, AWS_DEFAULT_REGION, profile)")
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     serve.add_argument("--log-format", choices=("json", "console"))
+    serve.add_argument("--drain-delay", type=float, metavar="SECONDS",
+                       help="on SIGTERM, keep accepting this long before draining (default 5; shutdown.drain_delay_seconds)")
 
     routes = commands.add_parser("routes", help="print every routable operation")
     routes.add_argument("--config", help="YAML config file")
@@ -68,6 +73,7 @@ def _config(args: argparse.Namespace) -> ProxyConfig:
         "region": getattr(args, "region", None),
         "log.level": getattr(args, "log_level", None),
         "log.format": getattr(args, "log_format", None),
+        "shutdown.drain_delay_seconds": getattr(args, "drain_delay", None),
     }
     return load_config(getattr(args, "config", None), overrides)
 
@@ -144,24 +150,31 @@ def serve(config: ProxyConfig) -> int:
 
 
 async def _run(data_app: web.Application, admin_app: web.Application, config: ProxyConfig) -> None:
+    """Serve until a stop request, then drain (proxy/drain.py): SIGTERM drains fully; SIGINT
+    and `POST /quitquitquit` skip the delay; a second request of any kind hurries it."""
     log = structlog.get_logger("ivs_proxy")
-    stop = asyncio.Event()
+    state = data_app[STATE]
+    drain = state.drain
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    runners = []
-    for app, address in ((data_app, config.listen), (admin_app, config.admin_listen)):
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        host, port = parse_host_port(address)
-        tls = server_context(config.tls) if app is data_app else None  # admin stays plain HTTP for probes
-        await web.TCPSite(runner, host, port, ssl_context=tls).start()
-        runners.append(runner)
+    loop.add_signal_handler(signal.SIGTERM, drain.request_stop, "SIGTERM")
+    loop.add_signal_handler(signal.SIGINT, functools.partial(drain.request_stop, "SIGINT", skip_delay=True))
+    refused = state.metrics.rejected
+    listen = functools.partial(start_listener, limits=config.limits, on_refused=lambda r: refused.labels(r).inc())
+    # The data app first: its start-up refuses long-lived keys (exit 2) before anything listens.
+    data = await listen(data_app, config.listen, ssl_context=server_context(config.tls))
+    try:
+        admin = await listen(admin_app, config.admin_listen, key="admin_listen")  # plain HTTP for probes
+    except BaseException:
+        await data.cleanup()
+        raise
     log.info("listening", listen=config.listen, admin_listen=config.admin_listen)
-    await stop.wait()
-    log.info("stopping")
-    for runner in reversed(runners):
-        await runner.cleanup()
+    try:
+        await drain.stop_requested.wait()
+        shutdown = config.shutdown
+        await drain_and_close(state, data, delay=shutdown.drain_delay_seconds, timeout=shutdown.drain_timeout_seconds)
+    finally:
+        await admin.cleanup()
+    log.info("stopped")
 
 
 if __name__ == "__main__":

@@ -296,6 +296,7 @@ class RateLimitRule:
             raise ConfigError("rate_limits.rules", f"{self.action}: rate must be > 0 and burst >= 1")
         if self.per not in ("operation", "caller", "resource"):
             raise ConfigError("rate_limits.rules", f"{self.action}: per must be operation, caller or resource")
+        _check_callers([c for c in self.callers if c != "*"], "rate_limits.rules")
 
 
 @dataclass(frozen=True)

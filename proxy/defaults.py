@@ -8,6 +8,7 @@ The ports are not repeated here: they are the config defaults (`ProxyConfig`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from proxy.config import ProxyConfig, parse_host_port
@@ -20,12 +21,15 @@ LIVENESS_PATH = "/healthz"
 READINESS_PATH = "/readyz"
 METRICS_PATH = "/metrics"
 
-# Graceful drain, on SIGTERM: /readyz turns 503 and the data listener keeps accepting for
-# DRAIN_DELAY_SECONDS, long enough for endpoint controllers, kube-proxy and load balancers
-# to stop sending; then requests in flight get up to DRAIN_TIMEOUT_SECONDS (the upstream
-# read timeout is 30 s, but IVS answers in well under a second); then the process exits 0.
-DRAIN_DELAY_SECONDS = 5
-DRAIN_TIMEOUT_SECONDS = 20
+# Graceful drain, on SIGTERM (proxy/drain.py, docs/resilience.md): /readyz turns 503 and the
+# data listener keeps accepting for DRAIN_DELAY_SECONDS, long enough for endpoint
+# controllers, kube-proxy and load balancers to stop sending; then requests in flight get
+# up to DRAIN_TIMEOUT_SECONDS (no less than upstream.total_timeout_seconds, so that a request
+# accepted during the delay ends on its own: IVS answers in well under a second); then the
+# process exits 0. They are the `shutdown:` config defaults, rounded up to whole seconds.
+_SHUTDOWN = ProxyConfig().shutdown
+DRAIN_DELAY_SECONDS = math.ceil(_SHUTDOWN.drain_delay_seconds)
+DRAIN_TIMEOUT_SECONDS = math.ceil(_SHUTDOWN.drain_timeout_seconds)
 #: Left after the drain for closing the upstream pool and flushing logs.
 SHUTDOWN_MARGIN_SECONDS = 5
 #: The least time a platform must wait between SIGTERM and SIGKILL so a drain completes:

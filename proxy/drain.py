@@ -55,11 +55,12 @@ class Drain:
         if not self._inflight:
             self._idle.set()
 
-    async def wait_idle(self, timeout: float) -> bool:
-        """True once nothing is in flight; False after `timeout` or when hurried."""
+    async def wait_idle(self, timeout: float, *, interruptible: bool = True) -> bool:
+        """True once nothing is in flight; False after `timeout` (or, if `interruptible`,
+        when a second stop request hurries the drain)."""
         if self._idle.is_set():
             return True
-        await first_of((self._idle, self.hurry), timeout)
+        await first_of((self._idle, self.hurry) if interruptible else (self._idle,), timeout)
         return self._idle.is_set()
 
     def cut(self) -> int:

@@ -144,6 +144,14 @@ class ClientTimeout(ProxyError):
     close_connection = True
 
 
+class DeadlinePassed(ProxyError):
+    """The caller's own deadline (amz-sdk-request ttl) passed before AWS could be asked."""
+
+    status = 408
+    error_type = "RequestTimeoutException"
+    reason = "deadline_passed"
+
+
 class MalformedRequest(ProxyError):
     """Not well-formed HTTP/1.1 (framing, header syntax, sizes): the connection is closed."""
 

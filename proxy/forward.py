@@ -2,6 +2,14 @@
 
 Bodies are passed through byte for byte in both directions: automatic decompression is
 off, so a gzip answer from AWS reaches the caller still gzipped and still labelled so.
+
+One `send` is one attempt (retries are `retries.py`'s business). A small answer (the
+common case: a Content-Length up to 64 KiB) is read whole, so that a truncated or
+malformed one becomes a clean 502 before anything reaches the caller. A larger one, or
+one without a Content-Length, is handed over as a `BodyStream` and relayed chunk by chunk;
+if it ends early the caller's connection is broken rather than finished, so a partial 200
+never passes for a whole one. Failures become `UpstreamError`s whose `kind` says what
+broke and whose `sent` says whether the request could have reached AWS at all.
 """
 
 from __future__ import annotations
@@ -9,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import ssl
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -18,6 +26,10 @@ from yarl import URL
 
 from proxy.config import UpstreamConfig
 from proxy.errors import UpstreamTimeout, UpstreamUnreachable
+
+#: Answers up to this size (by Content-Length) are read whole; larger ones are streamed.
+STREAM_THRESHOLD = 64 * 1024
+CHUNK_SIZE = 64 * 1024
 
 #: Response headers worth returning to the caller; the rest are AWS-internal or hop-by-hop.
 RETURNED_HEADERS = (
@@ -28,6 +40,7 @@ RETURNED_HEADERS = (
     "x-amz-apigw-id",
     "x-amzn-Trace-Id",
     "Retry-After",
+    "x-amz-retry-after",
 )
 
 #: aiohttp adds these on its own unless told not to; the caller's values (or none) must win.
@@ -38,7 +51,39 @@ _NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 class UpstreamResponse:
     status: int
     headers: Mapping[str, str]
-    body: bytes
+    body: bytes = b""
+    stream: BodyStream | None = None  # instead of `body`, for a large answer
+
+    async def discard(self) -> None:
+        """Give up on this answer (before a retry): frees its connection."""
+        if self.stream is not None:
+            self.stream.close()
+
+
+class BodyStream:
+    """A large answer still arriving: `chunks()` relays it, raising UpstreamError if it
+    stalls or ends before its Content-Length (or its last chunk)."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self.content_length = response.content_length
+
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
+        try:
+            async for chunk in self._response.content.iter_chunked(CHUNK_SIZE):
+                yield chunk
+        except BaseException as exc:
+            self._response.close()
+            if isinstance(exc, TimeoutError):
+                raise UpstreamTimeout("AWS stopped sending its answer midway", kind="timeout") from None
+            if isinstance(exc, (aiohttp.ClientError, OSError)):
+                raise UpstreamUnreachable(f"AWS's answer broke off midway ({type(exc).__name__})",
+                                          kind="reset") from None
+            raise
+        self._response.release()
+
+    def close(self) -> None:
+        self._response.close()
 
 
 def ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
@@ -81,32 +126,55 @@ class Upstream:
             await self._session.close()
 
     async def send(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes, *, timeout: float | None = None
     ) -> UpstreamResponse:
+        """One attempt, bounded by `timeout` (default: upstream.attempt_timeout_seconds) until
+        its answer is read whole or, for a large one, until its headers are in."""
         assert self._session is not None, "Upstream.start() was not awaited"
         # encoded=True: yarl must not decode %2F or %3A, or the path sent differs from the
         # path that was signed.
         target = URL(url, encoded=True)
         try:
-            async with self._session.request(
-                method,
-                target,
-                headers=headers,
-                data=body if body else None,
-                skip_auto_headers=_NO_AUTO_HEADERS,
-                allow_redirects=False,
-            ) as response:
-                payload = await response.read()
-                return UpstreamResponse(response.status, _returned(response.headers), payload)
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+            async with asyncio.timeout(timeout or self._config.attempt_timeout_seconds):
+                response = await self._session.request(
+                    method,
+                    target,
+                    headers=headers,
+                    data=body if body else None,
+                    skip_auto_headers=_NO_AUTO_HEADERS,
+                    allow_redirects=False,
+                )
+                try:
+                    returned = _returned(response.headers)
+                    if _large(response):
+                        return UpstreamResponse(response.status, returned, stream=BodyStream(response))
+                    return UpstreamResponse(response.status, returned, await response.read())
+                except BaseException:
+                    response.close()
+                    raise
+        except aiohttp.ConnectionTimeoutError:
+            raise UpstreamTimeout("could not connect to AWS in time", kind="connect", sent=False) from None
+        except TimeoutError:  # ours (the attempt's budget) or aiohttp's (read timeout)
             raise UpstreamTimeout("AWS did not answer in time", kind="timeout") from None
         except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError):
-            raise UpstreamUnreachable("the TLS connection to AWS failed verification", kind="tls") from None
+            raise UpstreamUnreachable("the TLS connection to AWS failed verification", kind="tls", sent=False) from None
         except aiohttp.ClientConnectorError as exc:
-            raise UpstreamUnreachable(f"could not connect to AWS ({type(exc).__name__})", kind="connect") from None
+            # Nothing was written: the connection never opened (refused, unreachable, DNS).
+            raise UpstreamUnreachable(f"could not connect to AWS ({type(exc).__name__})", kind="connect",
+                                      sent=False) from None
+        except aiohttp.ClientResponseError as exc:
+            raise UpstreamUnreachable(f"AWS's answer was not valid HTTP ({type(exc).__name__})",
+                                      kind="malformed") from None
         except (aiohttp.ClientError, OSError) as exc:
-            # The connection was up and broke: reset, closed early, or a malformed answer.
+            # The connection was up and broke: reset, closed early, or a truncated answer.
             raise UpstreamUnreachable(f"the connection to AWS failed ({type(exc).__name__})", kind="reset") from None
+
+
+def _large(response: aiohttp.ClientResponse) -> bool:
+    if response.status in (204, 304) or response.status < 200:
+        return False  # no body by definition
+    length = response.content_length
+    return length is None or length > STREAM_THRESHOLD
 
 
 def _returned(headers: CIMultiDictProxy[str]) -> dict[str, str]:

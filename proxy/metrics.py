@@ -39,13 +39,21 @@ class Metrics:
             ["service", "operation"], buckets=REQUEST_BUCKETS, registry=r,
         )
         self.upstream_errors = Counter(
-            "ivs_proxy_upstream_errors", "Failures talking to AWS, by kind (connect, timeout, reset, tls).",
+            "ivs_proxy_upstream_errors", "Failures talking to AWS, by kind (connect, timeout, reset, tls, malformed).",
             ["kind"], registry=r,
         )
         self.rejected = Counter(
             "ivs_proxy_rejected", "Requests the proxy refused itself, by reason.", ["reason"], registry=r,
         )
         self.inflight = Gauge("ivs_proxy_inflight_requests", "Requests being handled now.", registry=r)
+        self.retries = Counter(
+            "ivs_proxy_retries", "Upstream attempts repeated, by reason (throttled, server_error, connect, "
+            "timeout, reset, malformed).", ["reason"], registry=r,
+        )
+        self.retry_quota = Gauge(
+            "ivs_proxy_retry_quota_tokens", "Tokens left in the retry quota (0: no retries until successes refill it).",
+            registry=r,
+        )
         self.credentials_expiry = Gauge(
             "ivs_proxy_credentials_expiry_timestamp_seconds",
             "Unix time at which the current AWS credentials expire (0: none loaded).", registry=r,

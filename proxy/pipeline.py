@@ -37,8 +37,14 @@ from proxy.policy import AccessDenied, PolicySet
 from proxy.ratelimit import RateLimiter, Throttled
 from proxy.regions import RegionChooser
 from proxy.replay import ReplayWindow
+from proxy.retries import Retrier
 from proxy.signing import SigV4Signer
-from proxy.validate import InputValidator, ValidatedInput, ValidationOptions, compile_input_validator
+from proxy.validate import (
+    InputValidator,
+    ValidatedInput,
+    ValidationOptions,
+    compile_input_validator,
+)
 
 #: IVS services whose ARNs decide where a request goes. ARNs of other services (a Lambda
 #: review handler, a MediaTailor configuration) do not route the call.
@@ -76,6 +82,8 @@ class Exchange:
     caller_signature: PendingSignature | None = None  # SDK-native callers, until verified
     scope_region: str | None = None  # the region of a verified caller signature's scope
     admitted: bool = False  # the admission stages ran (once, whatever sends it)
+    attempts: int = 0  # upstream attempts made
+    retried: list[str] = field(default_factory=list)  # why each retry was made (retries.py)
 
     @property
     def operation(self) -> Operation:
@@ -149,7 +157,11 @@ class ChooseEndpoint:
 
 
 class Sign:
-    """Adds SigV4 headers; refuses (503) rather than forward unsigned."""
+    """Adds SigV4 headers; refuses (503) rather than forward unsigned. Runs again before
+    every retry (`per_attempt`): each attempt carries a fresh date and the credentials
+    current at that moment."""
+
+    per_attempt = True
 
     def __init__(self, credentials: CredentialStore, clock: Clock, signer: SigV4Signer | None = None) -> None:
         self._credentials = credentials
@@ -176,8 +188,9 @@ class Sign:
             credentials=credentials,
             now=self._clock(),
         )
+        headers.pop("X-Amz-Security-Token", None)  # a previous attempt's, if the new keys have none
         headers.update(signed.items())
-        exchange.signing_seconds = time.perf_counter() - started
+        exchange.signing_seconds += time.perf_counter() - started
 
 
 class Authenticate:
@@ -291,11 +304,14 @@ class Pipeline:
     request is sent."""
 
     def __init__(self, head_stages: Sequence[Stage], body_stages: Sequence[Stage], upstream: Upstream,
-                 admission_stages: Sequence[AdmissionStage] = ()) -> None:
+                 admission_stages: Sequence[AdmissionStage] = (), *, retrier: Retrier | None = None) -> None:
         self.head_stages = tuple(head_stages)
         self.body_stages = tuple(body_stages)
         self.admission_stages = tuple(admission_stages)
+        # Body stages marked `per_attempt` (Sign) run again before each retry.
+        self.attempt_stages = tuple(s for s in self.body_stages if getattr(s, "per_attempt", False))
         self._upstream = upstream
+        self.retrier = retrier or Retrier()
 
     def check_head(self, exchange: Exchange) -> None:
         for stage in self.head_stages:
@@ -328,20 +344,34 @@ class Pipeline:
         exchange.admitted = True
 
     async def send(self, exchange: Exchange) -> UpstreamResponse:
+        """Send, retrying where `retries.py` says it is safe; AWS's last answer, or the last
+        UpstreamError."""
         await self.admit(exchange)
         endpoint = exchange.endpoint
         assert endpoint is not None
         target = exchange.wire_path + ("?" + exchange.wire_query if exchange.wire_query else "")
-        started = time.perf_counter()
-        try:
-            return await self._upstream.send(
-                exchange.request.method,
-                f"{endpoint.scheme}://{endpoint.host}{target}",
-                exchange.forward_headers,
-                exchange.request.body,
-            )
-        finally:
-            exchange.upstream_seconds = time.perf_counter() - started
+        url = f"{endpoint.scheme}://{endpoint.host}{target}"
+
+        async def attempt(timeout: float) -> UpstreamResponse:
+            if exchange.attempts:
+                for stage in self.attempt_stages:
+                    stage(exchange)
+            exchange.attempts += 1
+            started = time.perf_counter()
+            try:
+                return await self._upstream.send(
+                    exchange.request.method, url, exchange.forward_headers, exchange.request.body, timeout=timeout
+                )
+            finally:
+                exchange.upstream_seconds += time.perf_counter() - started
+
+        retrier = self.retrier
+        return await retrier.run(
+            attempt,
+            repeatable=retrier.repeatable(exchange.operation, exchange.document),
+            deadline=retrier.deadline(exchange.forward_headers.get("amz-sdk-request")),
+            retried=exchange.retried,
+        )
 
 
 def parse_json_body(body: bytes) -> Mapping[str, Any]:

@@ -77,7 +77,7 @@ class PolicyDocument:
             raise ConfigError(key, "must be a policy document (a mapping with Statement)")
         unknown = set(raw) - {"Version", "Statement"}
         if unknown:
-            raise ConfigError(f"{key}.{sorted(unknown)[0]}", "unknown key; known keys: Statement, Version")
+            raise ConfigError(f"{key}.{min(unknown)}", "unknown key; known keys: Statement, Version")
         if raw.get("Version", _VERSIONS[0]) not in _VERSIONS:
             raise ConfigError(f"{key}.Version", f"must be {_VERSIONS[0]}")
         body = raw.get("Statement")

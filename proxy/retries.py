@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 from proxy.catalog import Operation
 from proxy.config import RetriesConfig, UpstreamConfig
-from proxy.errors import UpstreamError, UpstreamTimeout
+from proxy.errors import DeadlinePassed, UpstreamError
 
 #: botocore's `ThrottledRetryableChecker` codes: AWS refused the call before doing it.
 THROTTLING_CODES = frozenset({
@@ -263,25 +263,29 @@ class Retrier:
         """
         acquired = 0
         number = 0
+        outcome: Any = None
         while True:
             left = deadline - self._monotonic()
             if left <= 0:
-                raise UpstreamTimeout("the request's deadline passed before AWS could be asked", kind="timeout")
+                if number == 0:  # the caller's ttl was over on arrival
+                    raise DeadlinePassed("the caller's deadline (amz-sdk-request ttl) has passed; nothing was sent")
+                break  # a backoff overslept the deadline: the last outcome stands
+            if not isinstance(outcome, (UpstreamError, type(None))):
+                await outcome.discard()  # given up for the next attempt: frees its connection
             number += 1
-            outcome: Any
             try:
                 outcome = await attempt(min(self.settings.attempt_timeout_seconds, left))
             except UpstreamError as error:
                 outcome = error
             reason = retry_reason(outcome, repeatable)
+            if reason is None:
+                break
             delay = self._delay(outcome, reason, number, deadline)
             cost = TIMEOUT_RETRY_COST if reason == "timeout" else RETRY_COST
             if delay is None or not self.quota.acquire(cost):
                 break
             acquired = cost
-            retried.append(reason or "")
-            if not isinstance(outcome, UpstreamError):
-                await outcome.discard()
+            retried.append(reason)
             await self._sleep(delay)
         if isinstance(outcome, UpstreamError):
             raise outcome
@@ -289,9 +293,9 @@ class Retrier:
             self.quota.release(acquired or SUCCESS_REFUND)
         return outcome
 
-    def _delay(self, outcome: Any, reason: str | None, number: int, deadline: float) -> float | None:
+    def _delay(self, outcome: Any, reason: str, number: int, deadline: float) -> float | None:
         """Seconds to wait before the next attempt, or None: no next attempt."""
-        if reason is None or number >= self.settings.max_attempts:
+        if number >= self.settings.max_attempts:
             return None
         delay = self.backoff(number, reason)
         if not isinstance(outcome, UpstreamError):

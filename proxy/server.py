@@ -1,26 +1,41 @@
 """The aiohttp applications: the data listener (the proxy) and the admin listener.
 
 The data app has a single catch-all route: routing is the catalog's job, so that a miss is
-explained in the rest-json error shape instead of aiohttp's plain-text 404.
+explained in the rest-json error shape instead of aiohttp's plain-text 404. Its middlewares,
+outermost first: `observe` (one access line and the metrics), `proxy_errors` (the one
+place a ProxyError becomes a response), `guard` (the in-flight cap, and the drain's
+bookkeeping: a request still running at the cut-off is answered 503 here).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ipaddress
 import json
 import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
 from proxy.credentials import CredentialStore
-from proxy.errors import BodyTooLarge, ProxyError, RequestInvalid, UpstreamError
-from proxy.forward import Upstream
+from proxy.drain import Drain
+from proxy.errors import (
+    BodyTooLarge,
+    ClientTimeout,
+    MalformedRequest,
+    ProxyError,
+    RequestInvalid,
+    ShuttingDown,
+    UpstreamError,
+)
+from proxy.forward import Upstream, UpstreamResponse
+from proxy.limits import Admission
 from proxy.metrics import UNKNOWN, Metrics
 from proxy.pipeline import Exchange, IncomingRequest, Pipeline
 
@@ -40,22 +55,31 @@ class ProxyState:
     credentials: CredentialStore
     max_body_bytes: int
     metrics: Metrics
-    draining: bool = False
+    draining: bool = False  # /readyz says 503; answers carry Connection: close
+    body_timeout_seconds: float = 10.0
+    admission: Admission = field(default_factory=Admission)
+    drain: Drain = field(default_factory=Drain)
 
 
 STATE = web.AppKey("state", ProxyState)
 EXCHANGE = web.RequestKey("exchange", Exchange)
 ERROR = web.RequestKey("error", ProxyError)
+#: The answer whose headers already went out (a relayed large body): too late for a 503.
+STARTED = web.RequestKey("started", web.StreamResponse)
+REQUEST_ID = web.RequestKey("request_id", str)
 
 
 def error_response(error: ProxyError) -> web.Response:
     headers = {"x-amzn-ErrorType": error.error_type, "x-ivs-proxy-error": error.reason, **error.headers}
-    return web.Response(
+    response = web.Response(
         status=error.status,
         body=json.dumps(error.body()).encode(),
         content_type="application/json",
         headers=headers,
     )
+    if error.close_connection:
+        response.force_close()
+    return response
 
 
 def request_id_for(request: web.Request) -> str:
@@ -67,7 +91,7 @@ def request_id_for(request: web.Request) -> str:
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Outermost: one access line and one set of metrics per request, whatever happened."""
     metrics = request.app[STATE].metrics
-    request_id = request_id_for(request)
+    request_id = request[REQUEST_ID] = request_id_for(request)
     started = time.perf_counter()
     metrics.inflight.inc()
     with structlog.contextvars.bound_contextvars(request_id=request_id):
@@ -75,7 +99,10 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             response = await handler(request)
         finally:
             metrics.inflight.dec()
-        response.headers["X-Request-Id"] = request_id
+        if not response.prepared:
+            response.headers["X-Request-Id"] = request_id
+            if request.app[STATE].draining:
+                response.force_close()  # so that clients reconnect to a replica that stays
         record_request(request, response, time.perf_counter() - started)
     return response
 
@@ -89,6 +116,48 @@ async def proxy_errors(request: web.Request, handler: Handler) -> web.StreamResp
         return error_response(error)
 
 
+@web.middleware
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Inside `proxy_errors`: holds a slot of the in-flight cap (or refuses 503), and is where
+    the drain's cut-off turns into a 503 instead of a dropped connection."""
+    state = request.app[STATE]
+    task = asyncio.current_task()
+    assert task is not None
+    state.drain.enter(task)
+    try:
+        await state.admission.acquire()
+        try:
+            return await handler(request)
+        finally:
+            state.admission.release()
+    except asyncio.CancelledError:
+        if not state.drain.cut_off:
+            raise
+        task.uncancel()  # the cancellation was ours, to answer the caller; not aiohttp's
+        return _cut_off(request)
+    finally:
+        state.drain.leave(task)
+
+
+def _cut_off(request: web.Request) -> web.StreamResponse:
+    started = request.get(STARTED)
+    if started is not None:
+        # Its 200 headers are out: only a broken connection tells the caller it is cut short.
+        request[ERROR] = ShuttingDown("the drain timeout ran out while the answer was being relayed")
+        _break_connection(request)
+        return started
+    raise ShuttingDown(
+        "ivs-proxy is shutting down and the drain timeout ran out before this request finished; "
+        "it may or may not have reached AWS",
+        headers={"Retry-After": "1"},
+    )
+
+
+def _break_connection(request: web.Request) -> None:
+    if request.protocol is not None:
+        request.protocol.force_close()
+
+
 def record_request(request: web.Request, response: web.StreamResponse, seconds: float) -> None:
     metrics = request.app[STATE].metrics
     exchange: Exchange | None = request.get(EXCHANGE)
@@ -99,6 +168,10 @@ def record_request(request: web.Request, response: web.StreamResponse, seconds: 
     metrics.requests.labels(service, operation, str(response.status)).inc()
     metrics.request_duration.labels(service, operation).observe(seconds)
     fields: dict[str, object] = {}
+    if exchange is not None and exchange.attempts:
+        fields["attempts"] = exchange.attempts
+        for reason in exchange.retried:
+            metrics.retries.labels(reason).inc()
     if exchange is not None and exchange.upstream_seconds:
         metrics.upstream_duration.labels(service, operation).observe(exchange.upstream_seconds)
         fields["upstream_ms"] = round(exchange.upstream_seconds * 1000, 3)
@@ -124,27 +197,43 @@ def record_request(request: web.Request, response: web.StreamResponse, seconds: 
         status=response.status,
         duration_ms=round(seconds * 1000, 3),
         bytes_in=len(exchange.request.body) if exchange is not None else 0,
-        bytes_out=response.content_length or 0,
+        bytes_out=response.content_length or response.body_length,
         **fields,
     )
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """Read the body, refusing (413) as soon as it exceeds the limit."""
+async def read_body(request: web.Request, limit: int, timeout: float = 10.0) -> bytes:
+    """Read the body, refusing (413) as soon as it exceeds the limit, and (408) if it does
+    not arrive within `timeout`: a slow client must not hold a slot forever."""
     declared = request.content_length
     if declared is not None and declared > limit:
         raise BodyTooLarge(f"the body is {declared} bytes; the limit is {limit}")
     chunks: list[bytes] = []
     size = 0
-    while True:
-        chunk = await request.content.readany()
-        if not chunk:
-            break
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"the body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                chunk = await request.content.readany()
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge(f"the body exceeds the limit of {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ClientTimeout(f"the request body did not arrive within {timeout:g} s") from None
     return b"".join(chunks)
+
+
+def check_framing(request: web.Request) -> None:
+    """What aiohttp's parsers let through but a careful server refuses (RFC 9112 6.1):
+    `Transfer-Encoding` other than exactly `chunked`, or on HTTP/1.0; versions other than
+    1.0 and 1.1 (the pure-Python parser takes HTTP/1.2, the C one HTTP/0.9)."""
+    if request.version not in ((1, 1), (1, 0)):
+        raise MalformedRequest(f"HTTP/{request.version.major}.{request.version.minor} is not supported; use HTTP/1.1")
+    codings = request.headers.getall("Transfer-Encoding", ())
+    if codings and (request.version < (1, 1) or [c.strip().lower() for c in codings] != ["chunked"]):
+        raise MalformedRequest("Transfer-Encoding must be exactly `chunked` (HTTP/1.1), or absent")
 
 
 def split_target(target: str) -> tuple[str, str]:
@@ -155,23 +244,58 @@ def split_target(target: str) -> tuple[str, str]:
     return path, query
 
 
-async def handle_proxy(request: web.Request) -> web.Response:
+async def handle_proxy(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
+    check_framing(request)
     path, query = split_target(request.raw_path)
     exchange = Exchange(IncomingRequest(request.method, path, query, tuple(request.headers.items()), request.body_exists))
     request[EXCHANGE] = exchange
     state.pipeline.check_head(exchange)
-    state.pipeline.prepare(exchange, await read_body(request, state.max_body_bytes))
+    body = await read_body(request, state.max_body_bytes, state.body_timeout_seconds)
+    state.pipeline.prepare(exchange, body)
     upstream = await state.pipeline.send(exchange)
     exchange.upstream_status = upstream.status
     exchange.amzn_request_id = upstream.headers.get("x-amzn-RequestId")
+    if upstream.stream is not None:
+        return await relay(request, upstream)
     return web.Response(status=upstream.status, body=upstream.body, headers=upstream.headers)
 
 
+async def relay(request: web.Request, upstream: UpstreamResponse) -> web.StreamResponse:
+    """Pass a large answer on as it arrives. If AWS's body ends early or stalls, the headers
+    are already out, so the caller's connection is broken: its client reports an
+    incomplete body instead of taking a partial 200 for a whole one."""
+    stream = upstream.stream
+    assert stream is not None
+    response = web.StreamResponse(status=upstream.status, headers=upstream.headers)
+    if stream.content_length is not None:
+        response.content_length = stream.content_length
+    if request.app[STATE].draining:
+        response.force_close()
+    response.headers["X-Request-Id"] = request[REQUEST_ID]
+    request[STARTED] = response
+    try:
+        await response.prepare(request)
+        async with contextlib.aclosing(stream.chunks()) as chunks:
+            async for chunk in chunks:
+                await response.write(chunk)
+        await response.write_eof()
+    except UpstreamError as error:
+        request[ERROR] = error
+        _break_connection(request)
+    except ConnectionError:
+        pass  # the caller left; nothing to tell it
+    finally:
+        stream.close()
+    return response
+
+
 def create_data_app(state: ProxyState) -> web.Application:
-    app = web.Application(middlewares=[observe, proxy_errors], client_max_size=state.max_body_bytes)
+    app = web.Application(middlewares=[observe, proxy_errors, guard], client_max_size=state.max_body_bytes)
     app[STATE] = state
-    app.router.add_route("*", "/{tail:.*}", handle_proxy)
+    # (?s): a path with an encoded newline ("%0A") must reach the catalog too, not aiohttp's
+    # plain-text 404.
+    app.router.add_route("*", "/{tail:(?s:.*)}", handle_proxy)
 
     async def upstream_session(app: web.Application):  # type: ignore[no-untyped-def]
         await state.upstream.start()
@@ -201,10 +325,28 @@ def create_admin_app(state: ProxyState) -> web.Application:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
         return web.Response(body=encoder(state.metrics.registry), headers={"Content-Type": content_type})
 
+    async def quitquitquit(request: web.Request) -> web.Response:
+        # Only from this pod/host: the admin port listens on the pod IP for probes, and a
+        # neighbour must not be able to stop the sidecar.
+        if not is_loopback_peer(request):
+            return web.json_response({"stopping": False, "reason": "only accepted from loopback"}, status=403)
+        # The caller (a Job's main container, done) is the only client: no drain delay.
+        state.drain.request_stop("quitquitquit", skip_delay=True)
+        return web.json_response({"stopping": True})
+
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_post("/quitquitquit", quitquitquit)
     return app
+
+
+def is_loopback_peer(request: web.Request) -> bool:
+    peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+    try:
+        return peer is not None and ipaddress.ip_address(peer[0]).is_loopback
+    except (ValueError, TypeError, IndexError):
+        return False
 
 
 async def loop_lag() -> float:

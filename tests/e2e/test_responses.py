@@ -62,7 +62,9 @@ async def test_unreachable_upstream_is_a_502_proxy_error(aiohttp_client) -> None
 async def test_slow_upstream_is_a_504_proxy_error(aiohttp_client, recording) -> None:  # type: ignore[no-untyped-def]
     upstream, server = recording
     upstream.delay_seconds = 2.0
-    proxy = proxy_for(str(server.make_url("")).rstrip("/"), {"upstream.read_timeout_seconds": 0.3})
+    # One attempt: retries of timeouts are tests/e2e/test_resilience_retries.py's subject.
+    proxy = proxy_for(str(server.make_url("")).rstrip("/"),
+                      {"upstream.read_timeout_seconds": 0.3, "retries.max_attempts": 1})
     client = await aiohttp_client(proxy.data_app)
     response = await client.post("/ListChannels", data=b"{}", headers=JSON_HEADERS)
     assert response.status == 504

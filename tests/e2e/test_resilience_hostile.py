@@ -1,0 +1,169 @@
+"""Hostile HTTP on raw sockets, against the listener exactly as `serve` runs it: requests
+whose framing or headers could be read two ways, oversized heads, and clients that send
+too slowly. Each is refused (or the connection closed), and nothing reaches the upstream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+
+from proxy.app import Proxy
+from proxy.listener import bound_port, start_listener
+from tests.support.inprocess import proxy_for
+from tests.support.recording_upstream import RecordingUpstream
+
+LIMITS = {"limits.header_timeout_seconds": 0.3, "limits.body_timeout_seconds": 0.3,
+          "limits.idle_timeout_seconds": 0.5}
+OK = b"POST /ListChannels HTTP/1.1\r\nHost: proxy\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+
+
+def request(*headers: bytes, body: bytes = b"{}", line: bytes = b"POST /ListChannels HTTP/1.1") -> bytes:
+    return line + b"\r\n" + b"".join(h + b"\r\n" for h in (b"Host: proxy", b"Content-Type: application/json",
+                                                            *headers)) + b"\r\n" + body
+
+
+CHUNKED = b"2\r\n{}\r\n0\r\n\r\n"
+HOSTILE = {
+    "content-length and transfer-encoding": request(b"Content-Length: 2", b"Transfer-Encoding: chunked", body=CHUNKED),
+    "transfer-encoding xchunked": request(b"Transfer-Encoding: xchunked", body=CHUNKED),
+    "transfer-encoding chunked, identity": request(b"Transfer-Encoding: chunked, identity", body=CHUNKED),
+    "transfer-encoding identity, chunked": request(b"Transfer-Encoding: identity, chunked", body=CHUNKED),
+    "transfer-encoding twice": request(b"Transfer-Encoding: chunked", b"Transfer-Encoding: chunked", body=CHUNKED),
+    "transfer-encoding with a space before the colon": request(b"Transfer-Encoding : chunked", body=CHUNKED),
+    "transfer-encoding with a vertical tab": request(b"Transfer-Encoding: \x0bchunked", body=CHUNKED),
+    "transfer-encoding folded": request(b"Transfer-Encoding:", b" chunked", body=CHUNKED),
+    "transfer-encoding on HTTP/1.0": request(b"Transfer-Encoding: chunked", body=CHUNKED,
+                                             line=b"POST /ListChannels HTTP/1.0"),
+    "two different content-lengths": request(b"Content-Length: 2", b"Content-Length: 3", body=b"{} "),
+    "content-length list": request(b"Content-Length: 2, 2"),
+    "content-length with a sign": request(b"Content-Length: +2"),
+    "duplicate host": request(b"Host: evil.example", b"Content-Length: 2"),
+    "header injection with a bare CR": request(b"X-Amzn-Trace-Id: a\rAuthorization: x", b"Content-Length: 2"),
+    "NUL in a header value": request(b"User-Agent: a\x00b", b"Content-Length: 2"),
+    "space in a header name": request(b"User Agent: a", b"Content-Length: 2"),
+    "obsolete line folding": request(b"User-Agent: a", b" b", b"Content-Length: 2"),
+    "bare LF line ends": OK.replace(b"\r\n", b"\n"),
+    "oversized header": request(b"User-Agent: " + b"a" * 9000, b"Content-Length: 2"),
+    "too many headers": request(*(b"X-Filler-%d: a" % i for i in range(200)), b"Content-Length: 2"),
+    "oversized request line": request(b"Content-Length: 2", line=b"POST /" + b"a" * 9000 + b" HTTP/1.1"),
+    "HTTP/0.9": b"POST /ListChannels\r\n\r\n",
+    "HTTP/1.2": request(b"Content-Length: 2", line=b"POST /ListChannels HTTP/1.2"),
+    "absolute-form target": request(b"Content-Length: 2", line=b"POST http://evil.example/ListChannels HTTP/1.1"),
+    "chunk size overflow": request(b"Transfer-Encoding: chunked", body=b"FFFFFFFFFFFFFFFFFFFF\r\n{}\r\n0\r\n\r\n"),
+}
+
+
+@pytest.fixture
+async def served(recording) -> AsyncIterator[tuple[Proxy, int]]:  # type: ignore[no-untyped-def]
+    _, server = recording
+    proxy = proxy_for(str(server.make_url("")).rstrip("/"), LIMITS)
+    rejected = proxy.state.metrics.rejected
+    runner = await start_listener(proxy.data_app, "127.0.0.1:0", proxy.config.limits,
+                                  on_refused=lambda reason: rejected.labels(reason).inc())
+    yield proxy, bound_port(runner)
+    await runner.cleanup()
+
+
+async def exchange(port: int, data: bytes, timeout: float = 3.0) -> bytes:
+    """Send `data`, read until the proxy closes the connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        async with asyncio.timeout(timeout):
+            return await reader.read()  # to EOF: a refusal closes the connection
+    finally:
+        writer.close()
+
+
+def parse(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+def rejected(proxy: Proxy, reason: str) -> float:
+    return proxy.state.metrics.registry.get_sample_value("ivs_proxy_rejected_total", {"reason": reason}) or 0.0
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+async def test_hostile_requests_are_refused_and_never_forwarded(served, upstream: RecordingUpstream, name: str) -> None:  # type: ignore[no-untyped-def]
+    _, port = served
+    status, headers, body = parse(await exchange(port, HOSTILE[name]))
+    # 400; aiohttp's pure-Python parser (AIOHTTP_NO_EXTENSIONS) waits out a bad chunk size: 408
+    assert status in (400, 408), name
+    assert headers["x-amzn-errortype"] in ("BadRequestException", "ValidationException", "RequestTimeoutException")
+    assert json.loads(body)["message"].startswith("ivs-proxy refused the request: ")
+    assert b"evil" not in body and b"\x00" not in body  # nothing of the request is echoed
+    assert upstream.received == []
+
+
+async def test_the_well_formed_control_is_forwarded(served, upstream: RecordingUpstream) -> None:  # type: ignore[no-untyped-def]
+    _, port = served
+    status, _, _ = parse(await exchange(port, OK.replace(b"HTTP/1.1\r\n", b"HTTP/1.1\r\nConnection: close\r\n")))
+    assert status == 200
+    assert len(upstream.received) == 1
+
+
+async def test_a_slow_head_is_cut_off_after_the_header_timeout(served, upstream: RecordingUpstream) -> None:  # type: ignore[no-untyped-def]
+    proxy, port = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /ListChannels HTTP/1.1\r\nHost: proxy\r\n")
+    closed = asyncio.ensure_future(reader.read())  # completes when the proxy closes the connection
+    for i in range(30):  # a header line every 0.1 s: never idle, never done; 3 s if left alone
+        done, _ = await asyncio.wait({closed}, timeout=0.1)
+        if done:
+            break
+        writer.write(b"X-Slow-%d: a\r\n" % i)
+    assert closed.done() and closed.result() == b""  # closed, with nothing to say
+    writer.close()
+    assert i < 25  # the 0.3 s header timeout, not the client, ended it
+    assert upstream.received == []
+    assert rejected(proxy, "head_timeout") == 1
+
+
+async def test_a_head_that_arrives_in_pieces_within_the_timeout_is_fine(served, upstream: RecordingUpstream) -> None:  # type: ignore[no-untyped-def]
+    _, port = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    for piece in (OK[:20], OK[20:50], OK[50:]):
+        writer.write(piece)
+        await asyncio.sleep(0.05)
+    status_line = await asyncio.wait_for(reader.readline(), 3)
+    assert status_line.startswith(b"HTTP/1.1 200")
+    writer.close()
+    assert len(upstream.received) == 1
+
+
+async def test_idle_connections_are_closed(served) -> None:  # type: ignore[no-untyped-def]
+    _, port = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(OK)  # one request, then silence on a keep-alive connection
+    async with asyncio.timeout(3):
+        assert (await reader.readline()).startswith(b"HTTP/1.1 200")
+        await reader.read()  # returns at EOF: the proxy closed the idle connection
+    writer.close()
+
+
+async def test_a_slow_body_gets_408(served, upstream: RecordingUpstream) -> None:  # type: ignore[no-untyped-def]
+    proxy, port = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request(b"Content-Length: 100", body=b'{"name": '))
+    async with asyncio.timeout(3):
+        raw = await reader.read()
+    writer.close()
+    status, headers, body = parse(raw)
+    assert status == 408 and headers["x-amzn-errortype"] == "RequestTimeoutException"
+    assert json.loads(body)["reason"] == "client_timeout"
+    assert upstream.received == []
+    assert rejected(proxy, "client_timeout") == 1
+
+
+async def test_malformed_requests_are_counted(served) -> None:  # type: ignore[no-untyped-def]
+    proxy, port = served
+    await exchange(port, HOSTILE["content-length and transfer-encoding"])
+    await exchange(port, HOSTILE["oversized header"])
+    assert rejected(proxy, "malformed_http") == 2
