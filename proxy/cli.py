@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import functools
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import botocore
 import structlog
@@ -145,8 +146,18 @@ def policy_check(config: ProxyConfig, caller: str, action: str, resources: list[
 def serve(config: ProxyConfig) -> int:
     configure_logging(config.log.level, config.log.format)
     proxy = build_proxy(config, os.environ)
-    asyncio.run(_run(proxy.data_app, proxy.admin_app, config))
+    with asyncio.Runner(loop_factory=fast_event_loop_factory()) as runner:
+        runner.run(_run(proxy.data_app, proxy.admin_app, config))
     return 0
+
+
+def fast_event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop when installed (`pip install ivs-proxy[fast]`), else asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop  # type: ignore[no-any-return]
 
 
 async def _run(data_app: web.Application, admin_app: web.Application, config: ProxyConfig) -> None:
@@ -168,6 +179,10 @@ async def _run(data_app: web.Application, admin_app: web.Application, config: Pr
         await data.cleanup()
         raise
     log.info("listening", listen=config.listen, admin_listen=config.admin_listen)
+    # Everything built so far (models, validators, endpoint data) lives as long as the
+    # process: move it out of the collector's way so collections stay short.
+    gc.collect()
+    gc.freeze()
     try:
         await drain.stop_requested.wait()
         shutdown = config.shutdown

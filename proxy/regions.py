@@ -113,8 +113,14 @@ def service_regions(
 
 @functools.cache
 def _bundled_service_regions(service_name: str) -> frozenset[str]:
-    # Reading botocore's endpoint data costs ~0.1 s a service; it never changes in-process.
-    return _offered_regions(service_name, botocore.session.get_session())
+    # It never changes in-process, and parsing botocore's endpoint data costs ~0.1 s.
+    return _offered_regions(service_name, _bundled_session())
+
+
+@functools.cache
+def _bundled_session() -> botocore.session.Session:
+    # One session, so endpoints.json is parsed once for all services, not once each.
+    return botocore.session.get_session()
 
 
 def _offered_regions(service_name: str, session: botocore.session.Session) -> frozenset[str]:
