@@ -3,12 +3,16 @@
 # ivs-proxy container image.
 #
 #   docker build -t ivs-proxy:0.1.0 .
-#   docker run --rm --read-only -p 127.0.0.1:8080:8080 -p 127.0.0.1:9901:9901 \
-#       -e AWS_REGION=us-west-2 ivs-proxy:0.1.0
+#
+# Its built-in config is a sidecar's (below): the data port on loopback, for the app that
+# shares its network namespace (a Kubernetes pod: deploy/kubernetes/sidecar; a laptop with
+# host networking: deploy/compose). A gateway mounts its own config (mode: gateway, auth:
+# deploy/kubernetes/gateway); the redis extra (redis.url) is installed.
 #
 # Give `docker stop` at least 30 s (-t 30): a stopping proxy drains for up to 25 s
 # (proxy/defaults.py). tests/e2e/test_image_install.py replays the build and the default
-# command without a Docker engine; tests/unit/test_deploy.py lints this file with hadolint.
+# command without a Docker engine; tests/unit/test_deploy.py lints this file with hadolint
+# and runs `ivs-proxy check-config` on the built-in config.
 
 ARG PYTHON_VERSION=3.11.14
 ARG DEBIAN_RELEASE=bookworm
@@ -20,9 +24,11 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY proxy ./proxy
-# pip's download cache lives in a BuildKit cache mount: fast rebuilds, never in a layer.
+# With the redis extra: gateway replicas share rate limits and the replay window through
+# Redis (redis.url). pip's download cache lives in a BuildKit cache mount: fast rebuilds,
+# never in a layer.
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip wheel --wheel-dir /wheels .
+    pip wheel --wheel-dir /wheels ".[redis]"
 
 # -- runtime: the wheels installed, nothing else added ----------------------------------
 FROM python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE}
@@ -46,13 +52,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 # The wheels are bind-mounted from the build stage, so they never land in a layer.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-index --find-links=/wheels "ivs-proxy==${VERSION}"
+    pip install --no-cache-dir --no-index --find-links=/wheels "ivs-proxy[redis]==${VERSION}"
 
-# In a container the listeners bind every interface, so that published ports and probes
-# reach them; publish them on the host's loopback (-p 127.0.0.1:8080:8080). A sidecar
-# mounts its own config over this file (deploy/kubernetes/sidecar).
+# A sidecar's config. `serve` refuses a non-loopback data listener in sidecar mode without
+# caller authentication, so the data port is on loopback: a Kubernetes sidecar shares the
+# pod's network namespace with its app, and a laptop container runs with host networking
+# (deploy/compose). The admin port (/healthz, /readyz, /metrics; no IVS access) binds every
+# interface, because kubelet probes and Prometheus connect to the pod IP. A gateway mounts
+# its own config over this file (deploy/kubernetes/gateway).
 COPY --chmod=0444 <<EOF /etc/ivs-proxy/config.yaml
-listen: "0.0.0.0:8080"
+listen: "127.0.0.1:8080"
 admin_listen: "0.0.0.0:9901"
 EOF
 

@@ -31,12 +31,56 @@ from proxy.tls import server_context
 EXIT_CONFIG = 2
 
 
+EXIT_RUNTIME = 1
+
+EXAMPLES = {
+    "ivs-proxy": """exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error
+
+examples:
+  ivs-proxy serve --listen 127.0.0.1:8080 --admin-listen 127.0.0.1:9901
+  ivs-proxy check-config config/sidecar.yaml
+  ivs-proxy routes | grep ivschat
+  ivs-proxy whoami
+  ivs-proxy dev --profile my-sso-profile""",
+    "serve": """examples:
+  ivs-proxy serve                                  # loopback, region from AWS_REGION
+  ivs-proxy serve --config config/sidecar.yaml --log-format console
+  ivs-proxy serve --config config/gateway.yaml     # shared gateway (needs auth:)
+  AWS_ENDPOINT_URL=http://127.0.0.1:5000 ivs-proxy serve --region us-west-2""",
+    "routes": """examples:
+  ivs-proxy routes
+  ivs-proxy routes --config config/sidecar.yaml""",
+    "check-config": """exit code 0 when the file is valid, 2 (with the key and the reason) when not.
+
+examples:
+  ivs-proxy check-config config/reference.yaml""",
+    "whoami": """examples:
+  ivs-proxy whoami
+  AWS_PROFILE=my-sso-profile ivs-proxy whoami --region us-west-2""",
+    "policy-check": """exit code 0 when allowed, 1 when denied.
+
+examples:
+  ivs-proxy policy-check --config config/gateway.yaml --caller video-team \\
+      --action ivs:PutMetadata --resource arn:aws:ivs:us-west-2:123456789012:channel/VideoMain001""",
+}
+
+
+def _command(commands: argparse._SubParsersAction, name: str, summary: str) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    return commands.add_parser(
+        name, help=summary, description=summary, epilog=EXAMPLES[name],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ivs-proxy", description="Signing proxy for the Amazon IVS APIs")
+    parser = argparse.ArgumentParser(
+        prog="ivs-proxy", description="Signing proxy for the Amazon IVS APIs",
+        epilog=EXAMPLES["ivs-proxy"], formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"ivs-proxy {__version__} (botocore {botocore.__version__})")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the proxy")
+    serve = _command(commands, "serve", "run the proxy")
     serve.add_argument("--config", help="YAML config file (see config/reference.yaml)")
     serve.add_argument("--listen", help="data listener HOST:PORT (default 127.0.0.1:8080)")
     serve.add_argument("--admin-listen", help="admin listener HOST:PORT (default 127.0.0.1:9901)")
@@ -46,17 +90,17 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--drain-delay", type=float, metavar="SECONDS",
                        help="on SIGTERM, keep accepting this long before draining (default 5; shutdown.drain_delay_seconds)")
 
-    routes = commands.add_parser("routes", help="print every routable operation")
+    routes = _command(commands, "routes", "print every routable operation")
     routes.add_argument("--config", help="YAML config file")
 
-    check = commands.add_parser("check-config", help="validate a config file and exit")
+    check = _command(commands, "check-config", "validate a config file and exit")
     check.add_argument("file")
 
-    whoami = commands.add_parser("whoami", help="show which AWS credentials the proxy would sign with")
+    whoami = _command(commands, "whoami", "show which AWS credentials the proxy would sign with")
     whoami.add_argument("--config", help="YAML config file")
     whoami.add_argument("--region", help="default AWS region (used for STS)")
 
-    explain = commands.add_parser("policy-check", help="explain the policy decision for one call")
+    explain = _command(commands, "policy-check", "explain the policy decision for one call")
     explain.add_argument("--config", required=True, help="YAML config file with policy.callers")
     explain.add_argument("--caller", required=True, help="caller name, as in policy.callers")
     explain.add_argument("--action", required=True, help="IAM action, e.g. ivs:GetChannel")
@@ -99,7 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"ivs-proxy: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    return 1
+    except OSError as exc:  # e.g. the port is taken: say so, without a stack trace
+        print(f"ivs-proxy: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    return EXIT_RUNTIME
 
 
 def print_routes(config: ProxyConfig) -> int:

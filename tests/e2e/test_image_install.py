@@ -8,11 +8,14 @@ mapped under a temporary directory (`/wheels` -> `<root>/wheels`):
   RUN (`pip install` with no index, from the build stage's wheels) runs with no pip
   configuration but the Dockerfile's ENV, so a wheel missing from the build stage fails
   here as it would in `docker build`; its COPY heredoc is written;
-* then ENTRYPOINT + CMD start with the image's ENV (a HOME that does not exist, no AWS
-  credentials), the HEALTHCHECK command runs against it, SIGTERM stops it with exit 0, and
-  nothing was written into the installed files or the image root (read-only root filesystem).
+* then the installed `ivs-proxy check-config` accepts the built-in config (exposure rule
+  included), the redis extra imports, and ENTRYPOINT + CMD start with the image's ENV (a
+  HOME that does not exist, no AWS credentials), the HEALTHCHECK command runs against it,
+  SIGTERM stops it with exit 0, and nothing was written into the installed files or the
+  image root (read-only root filesystem).
 
-Only the listen addresses differ from the image: tests bind 127.0.0.1 and free ports.
+Only the listen addresses differ from the image (tests bind 127.0.0.1 and free ports), and
+`--drain-delay 0` skips the drain's wait for load balancers: the drain itself still runs.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.defaults import ADMIN_PORT, LIVENESS_PATH
+from proxy.defaults import ADMIN_PORT, DRAIN_TIMEOUT_SECONDS, LIVENESS_PATH, SHUTDOWN_MARGIN_SECONDS
 from tests.support.dockerfile import Dockerfile, Instruction, Stage
 from tests.support.net import free_port, wait_for_http
 
@@ -137,10 +140,29 @@ def test_the_installed_image_reports_its_version(image: Image) -> None:
     assert result.stdout.startswith(f"ivs-proxy {version} ")
 
 
+def test_the_installed_check_config_accepts_the_built_in_config(image: Image) -> None:
+    command = DOCKERFILE.final.one("CMD").exec_form()
+    assert command == ["serve", "--config", command[2]]  # the file alone decides what serve checks
+    result = subprocess.run(
+        entrypoint(image, "check-config", image.map_word(command[2])),
+        env=runtime_env(image), capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_image_has_the_redis_client_for_redis_url(image: Image) -> None:
+    # What proxy/redis_state.py imports when redis.url is set.
+    result = subprocess.run(
+        [str(image.bin / "python"), "-c", "import redis.asyncio, redis.backoff, redis.retry"],
+        env=runtime_env(image), capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
 def test_the_default_command_serves_passes_the_healthcheck_and_stops_on_sigterm(image: Image) -> None:
     port, admin_port = free_port(), free_port()
     command = [image.map_word(word) for word in DOCKERFILE.final.one("CMD").exec_form()]
-    command += ["--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin_port}"]
+    command += ["--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin_port}", "--drain-delay", "0"]
     before = files(image.venv, image.path("/etc"))
     assert not image.path(DOCKERFILE.final.env()["HOME"]).exists()
     with (image.root / "output").open("w+") as output:
@@ -156,13 +178,14 @@ def test_the_default_command_serves_passes_the_healthcheck_and_stops_on_sigterm(
         finally:
             process.send_signal(signal.SIGTERM)
             try:
-                code = process.wait(timeout=15)
+                # The drain without its delay: nothing in flight, so it ends at once.
+                code = process.wait(timeout=DRAIN_TIMEOUT_SECONDS + SHUTDOWN_MARGIN_SECONDS)
             except subprocess.TimeoutExpired:
                 process.kill()
                 raise
         output.seek(0)
         printed = output.read()
     assert code == 0, printed
-    assert "Traceback" not in printed
+    assert "Traceback" not in printed and '"stopped"' in printed  # the drain ran to its end
     assert files(image.venv, image.path("/etc")) == before  # wrote nothing: read-only root is fine
     assert not image.path(DOCKERFILE.final.env()["HOME"]).exists()

@@ -48,3 +48,29 @@ def test_version() -> None:
     result = subprocess.run([IVS_PROXY, "--version"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     assert result.stdout.startswith("ivs-proxy ") and "botocore" in result.stdout
+
+
+def test_a_taken_port_is_a_runtime_failure_without_a_traceback() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {"PATH": "/usr/bin:/bin", "AWS_REGION": "us-west-2", "AWS_ACCESS_KEY_ID": "ASIAEXAMPLE",
+               "AWS_SECRET_ACCESS_KEY": "x", "AWS_SESSION_TOKEN": "y", "AWS_CONFIG_FILE": "/dev/null",
+               "AWS_CREDENTIAL_EXPIRATION": "2099-01-01T00:00:00Z", "AWS_EC2_METADATA_DISABLED": "true"}
+        result = subprocess.run(
+            [IVS_PROXY, "serve", "--listen", f"127.0.0.1:{port}", "--admin-listen", "127.0.0.1:0"],
+            capture_output=True, text=True, timeout=60, env=env,
+        )
+    assert result.returncode == 1
+    assert "address already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["serve", "routes", "check-config", "whoami", "policy-check", "dev"])
+def test_every_command_has_help_with_examples(command: str) -> None:
+    result = subprocess.run([IVS_PROXY, command, "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert "examples:" in result.stdout and f"ivs-proxy {command}" in result.stdout

@@ -2,12 +2,19 @@
 
 Dockerfile (hadolint), deploy/kubernetes (kubernetes-validate, strict schemas of
 KUBERNETES_VERSIONS), deploy/compose. Ports come from the config defaults and timings from
-proxy/defaults.py: the files repeat those numbers, these tests read them back.
+proxy/defaults.py: the files repeat those numbers, these tests read them back. Every config
+shipped passes `ivs-proxy check-config` (exposure rule included), and the gateway is built
+from its ConfigMap and Secret as `serve` builds it, and answers its example callers.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
+import math
 import re
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -19,7 +26,11 @@ import pytest
 import yaml
 
 from proxy import __version__
-from proxy.config import ProxyConfig, load_config, parse_host_port
+from proxy.app import build_proxy
+from proxy.cli import _config as cli_config
+from proxy.cli import _parser as cli_parser
+from proxy.cli import main as cli_main
+from proxy.config import ProxyConfig, check_exposure, is_loopback, load_config, parse_host_port
 from proxy.defaults import (
     ADMIN_PORT,
     DATA_PORT,
@@ -31,11 +42,14 @@ from proxy.defaults import (
     MIN_TERMINATION_GRACE_SECONDS,
     READINESS_PATH,
     READINESS_PROBE,
+    SHUTDOWN_MARGIN_SECONDS,
     STARTUP_PROBE,
     Probe,
 )
+from proxy.errors import ConfigError
 from tests.support.dockerfile import Dockerfile
-from tests.support.inprocess import proxy_for
+from tests.support.gateway import Team, sign
+from tests.support.inprocess import StaticSource, proxy_for
 from tests.support.kustomize import files_used, render, validate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,22 +92,69 @@ def probe(spec: Probe) -> Obj:
     }
 
 
-def mounted_config(objs: list[Obj], workload: Obj) -> ProxyConfig:
-    """The proxy config the workload's container reads (`--config PATH` from a ConfigMap)."""
+def mounted_config_text(objs: list[Obj], workload: Obj) -> str:
+    """The proxy config file the workload's container reads (`--config PATH` from a ConfigMap)."""
     container = proxy_container(workload)
     path = Path(container["args"][container["args"].index("--config") + 1])
     (mount,) = [m for m in container["volumeMounts"] if Path(m["mountPath"]) == path.parent]
     (volume,) = [v for v in pod_spec(workload)["volumes"] if v["name"] == mount["name"]]
     configmap = one(objs, "ConfigMap", volume["configMap"]["name"])
-    return config_from_text(configmap["data"][path.name])
+    return configmap["data"][path.name]  # type: ignore[no-any-return]
 
 
-def config_from_text(text: str) -> ProxyConfig:
-    """What `ivs-proxy check-config` checks: the text as a config file."""
+def mounted_config(objs: list[Obj], workload: Obj) -> ProxyConfig:
+    container = proxy_container(workload)
+    return command_config(container["args"], mounted_config_text(objs, workload))
+
+
+def check_config(path: Path) -> tuple[int, str]:
+    """`ivs-proxy check-config PATH` (its code, in this process): exit code and output."""
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+        code = cli_main(["check-config", str(path)])
+    return code, output.getvalue()
+
+
+def command_config(command: list[str], config_text: str) -> ProxyConfig:
+    """The config `ivs-proxy <command>` serves with, `--config` holding `config_text`: the
+    file and the command's flags, checked as `serve` checks them (exposure included)."""
+    args = list(command)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "config.yaml"
-        path.write_text(text)
-        return load_config(path)
+        path.write_text(config_text)
+        args[args.index("--config") + 1] = str(path)
+        config = cli_config(cli_parser().parse_args(args))
+    check_exposure(config)
+    return config
+
+
+def drain_seconds(config: ProxyConfig) -> int:
+    """SIGTERM to exit, at most, with this config's `shutdown:` (proxy/defaults.py's sum)."""
+    shutdown = config.shutdown
+    return math.ceil(shutdown.drain_delay_seconds) + math.ceil(shutdown.drain_timeout_seconds) + SHUTDOWN_MARGIN_SECONDS
+
+
+def image_config_text() -> str:
+    """The built-in config the image's default command names."""
+    command = DOCKERFILE.final.one("CMD").exec_form()
+    path = command[command.index("--config") + 1]
+    (copy,) = [c for c in DOCKERFILE.final.all("COPY") if c.words() == [path]]
+    assert copy.heredoc is not None
+    return copy.heredoc
+
+
+def embedded_configs() -> dict[str, str]:
+    """Every proxy config this repository ships, by where it is: the Dockerfile's heredocs,
+    every ConfigMap under deploy/ (each data key is a config file) and config/*.yaml."""
+    found = {f"Dockerfile:{c.words()[-1]}": c.heredoc for s in DOCKERFILE.stages for c in s.all("COPY") if c.heredoc}
+    for path in sorted((REPO / "deploy").rglob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if isinstance(doc, dict) and doc.get("kind") == "ConfigMap":
+                for key, text in doc["data"].items():
+                    found[f"{path.relative_to(REPO)}:{key}"] = text
+    for path in sorted((REPO / "config").glob("*.yaml")):
+        found[str(path.relative_to(REPO))] = path.read_text()
+    return found
 
 
 def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -111,6 +172,7 @@ def user_and_group() -> tuple[int, int]:
 def test_defaults_are_consistent() -> None:
     assert (DATA_PORT, ADMIN_PORT) == (8080, 9901)
     assert MIN_TERMINATION_GRACE_SECONDS > DRAIN_DELAY_SECONDS + DRAIN_TIMEOUT_SECONDS
+    assert drain_seconds(ProxyConfig()) == MIN_TERMINATION_GRACE_SECONDS  # one formula, the config's defaults
     # Readiness must see the drain's 503 before the drain delay ends.
     assert READINESS_PROBE.gives_up_after_seconds + READINESS_PROBE.timeout_seconds <= DRAIN_DELAY_SECONDS
     assert STARTUP_PROBE.path == READINESS_PATH and LIVENESS_PROBE.path == LIVENESS_PATH
@@ -151,11 +213,20 @@ def test_multi_stage_wheels_built_first_and_nothing_else_in_the_final_image() ->
     assert "from=build" in install.flags()["mount"]  # bind-mounted: the wheels are in no layer
     words = install.words()
     assert words[:2] == ["pip", "install"] and "--no-cache-dir" in words and "--no-index" in words
-    assert "ivs-proxy==${VERSION}" in words
+    assert "ivs-proxy[redis]==${VERSION}" in words
     text = " ".join(i.args for i in final.instructions).lower()
     for forbidden in ("apt-get", "gcc", "build-essential", "--from=build"):
         assert forbidden not in text
     assert final.env()["PYTHONDONTWRITEBYTECODE"] == "1"
+
+
+def test_the_image_has_the_redis_extra_for_gateways_with_redis_url() -> None:
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(r.startswith("redis") for r in extras["redis"])
+    (wheel,) = DOCKERFILE.stage("build").all("RUN")
+    assert wheel.words()[-1] == ".[redis]"  # the build stage makes the extra's wheels too
+    (install,) = DOCKERFILE.final.all("RUN")
+    assert re.fullmatch(r"ivs-proxy\[redis\]==\$\{VERSION\}", install.words()[-1])
 
 
 def test_non_root_numeric_user() -> None:
@@ -171,12 +242,16 @@ def test_ports_healthcheck_entrypoint_and_default_command() -> None:
     assert final.one("ENTRYPOINT").exec_form() == ["ivs-proxy"]
     command = final.one("CMD").exec_form()
     assert command[0] == "serve"
-    config_path = command[command.index("--config") + 1]
-    (copy,) = [c for c in final.all("COPY") if c.words() == [config_path]]
-    assert copy.heredoc is not None
-    config = config_from_text(copy.heredoc)
-    assert parse_host_port(config.listen)[1] == DATA_PORT
-    assert parse_host_port(config.admin_listen)[1] == ADMIN_PORT
+
+
+def test_the_default_command_serves_a_sidecar_config_that_serve_accepts() -> None:
+    # Sidecar mode without authentication: `serve` refuses a non-loopback data listener
+    # (command_config checks as it does). The data port on loopback, for the app sharing
+    # the network namespace; the admin port on every interface, for kubelet probes.
+    config = command_config(DOCKERFILE.final.one("CMD").exec_form(), image_config_text())
+    assert config.mode == "sidecar" and not config.auth.configured
+    assert parse_host_port(config.listen) == ("127.0.0.1", DATA_PORT)
+    assert parse_host_port(config.admin_listen, "admin_listen") == ("0.0.0.0", ADMIN_PORT)
 
 
 def test_oci_labels() -> None:
@@ -193,6 +268,30 @@ def test_dockerignore_admits_exactly_what_the_build_copies() -> None:
     admitted = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
     copied = {source.rstrip("/") for copy in DOCKERFILE.stage("build").all("COPY") for source in copy.words()[:-1]}
     assert admitted == copied
+
+
+# -- every shipped config ---------------------------------------------------------------
+
+
+EMBEDDED_CONFIGS = embedded_configs()
+
+
+def test_the_shipped_configs_are_all_found() -> None:
+    where = set(EMBEDDED_CONFIGS)
+    assert "Dockerfile:/etc/ivs-proxy/config.yaml" in where
+    assert {"deploy/kubernetes/sidecar/base/configmap.yaml:config.yaml",
+            "deploy/kubernetes/gateway/base/configmap.yaml:config.yaml"} <= where
+    assert {"config/gateway.yaml", "config/reference.yaml", "config/sidecar.yaml"} <= where
+
+
+@pytest.mark.parametrize("where", sorted(EMBEDDED_CONFIGS))
+def test_every_shipped_config_passes_check_config(where: str, tmp_path: Path) -> None:
+    # check-config reads only the config file (secret and certificate files are read by
+    # `serve`), and checks what `serve` checks before it binds: keys, values, exposure.
+    path = tmp_path / "config.yaml"
+    path.write_text(EMBEDDED_CONFIGS[where])
+    code, output = check_config(path)
+    assert code == 0, f"{where}: {output}"
 
 
 # -- Kubernetes ---------------------------------------------------------------------------
@@ -233,7 +332,19 @@ def test_hardened_proxy_container_from_this_image(variant: str) -> None:
         assert {p["name"]: p["containerPort"] for p in container["ports"]}["admin"] == ADMIN_PORT
         assert container["livenessProbe"] == probe(LIVENESS_PROBE)
         assert container["readinessProbe"] == probe(READINESS_PROBE)
-        assert pod_spec(workload)["terminationGracePeriodSeconds"] >= MIN_TERMINATION_GRACE_SECONDS
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_termination_grace_covers_the_drain_of_the_mounted_config(variant: str) -> None:
+    objs = objects(variant)
+    for workload in [o for o in objs if o["kind"] in ("Deployment", "Job")]:
+        grace = pod_spec(workload)["terminationGracePeriodSeconds"]
+        assert grace >= MIN_TERMINATION_GRACE_SECONDS
+        # A config that lengthens shutdown.* needs a longer grace period with it.
+        assert grace >= drain_seconds(mounted_config(objs, workload))
+        # No preStop hook: the drain delay is the proxy's own wait for endpoints to catch
+        # up, and a hook's time would come out of the same grace period.
+        assert "lifecycle" not in proxy_container(workload)
 
 
 @pytest.mark.parametrize("variant", ["sidecar/irsa", "sidecar/pod-identity"])
@@ -283,7 +394,8 @@ def test_gateway_is_highly_available_and_matches_the_defaults() -> None:
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"http": DATA_PORT, "admin": ADMIN_PORT}
     config = mounted_config(objs, deployment)
-    assert parse_host_port(config.listen)[1] == DATA_PORT
+    assert config.mode == "gateway" and config.auth.configured
+    assert parse_host_port(config.listen) == ("0.0.0.0", DATA_PORT)
     assert parse_host_port(config.admin_listen, "admin_listen")[1] == ADMIN_PORT
 
     hpa = one(objs, "HorizontalPodAutoscaler")
@@ -314,16 +426,120 @@ def test_gateway_network_policy_admits_only_labelled_caller_namespaces() -> None
         assert sources and all(set(s) == {"namespaceSelector"} and s["namespaceSelector"]["matchLabels"] for s in sources)
 
 
-def test_gateway_config_and_secret() -> None:
+def secret_files(config: ProxyConfig) -> list[str]:
+    """Every file a config names that `serve` reads at start-up (or on SIGHUP)."""
+    names = [config.auth.bearer.tokens_file, *(k.secret_file for k in config.auth.sigv4.keys),
+             config.redis.password_file, config.tls.cert_file, config.tls.key_file, config.tls.client_ca_file]
+    return [name for name in names if name is not None]
+
+
+def secret_volumes(objs: list[Obj], workload: Obj) -> dict[str, Obj]:
+    """mountPath -> the Secret mounted there (from the rendered objects)."""
+    volumes = {v["name"]: v for v in pod_spec(workload)["volumes"]}
+    found = {}
+    for mount in proxy_container(workload)["volumeMounts"]:
+        secret = volumes[mount["name"]].get("secret")
+        if secret is not None:
+            assert "items" not in secret, "keys are files under their own names"
+            found[mount["mountPath"]] = one(objs, "Secret", secret["secretName"])
+    return found
+
+
+def gateway_with_files(text: str, files: dict[str, dict[str, str]], tmp: Path, upstream: str | None = None) -> Any:
+    """Build the gateway as `serve` does, its Secret mounts (mountPath -> key -> content)
+    written under `tmp` and the config pointed at them."""
+    for n, (mount_path, keys) in enumerate(sorted(files.items())):
+        directory = tmp / f"mount{n}"
+        directory.mkdir()
+        for key, content in keys.items():
+            (directory / key).write_text(content)
+        text = text.replace(f"{mount_path.rstrip('/')}/", f"{directory}/")
+    path = tmp / "config.yaml"
+    path.write_text(text)
+    env = {"AWS_REGION": "us-west-2", "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}
+    if upstream is not None:
+        env["AWS_ENDPOINT_URL"] = upstream
+    return build_proxy(load_config(path), env, credential_source=StaticSource())
+
+
+def test_gateway_config_names_only_files_of_its_mounted_secret() -> None:
     objs = objects("gateway/irsa")
-    text = one(objs, "ConfigMap")["data"]["config.yaml"]
-    config_from_text(text)  # what `ivs-proxy check-config` checks: today's keys only
-    assert "# mode: gateway" in text and "# auth:" in text  # the gateway-mode block, commented out
-    secret = one(objs, "Secret")
-    volumes = {v["name"]: v for v in pod_spec(one(objs, "Deployment"))["volumes"]}
-    assert any(v.get("secret", {}).get("secretName") == secret["metadata"]["name"] for v in volumes.values())
-    for value in secret["stringData"].values():  # placeholders only: comments, no material
-        assert all(line.startswith("#") for line in value.splitlines())
+    deployment = one(objs, "Deployment")
+    config = mounted_config(objs, deployment)
+    mounts = secret_volumes(objs, deployment)
+    named = secret_files(config)
+    assert named
+    for name in named:
+        path = Path(name)
+        assert str(path.parent) in mounts, f"{name}: no Secret is mounted at {path.parent}"
+        assert path.name in mounts[str(path.parent)]["stringData"], f"{name}: not a key of the Secret"
+    # Every Secret key is a file the config names: no forgotten credentials.
+    keys = {f"{mount}/{key}" for mount, secret in mounts.items() for key in secret["stringData"]}
+    assert keys == set(named)
+    assert {v.get("secret", {}).get("defaultMode") for v in pod_spec(deployment)["volumes"] if "secret" in v} == {0o440}
+
+
+def test_gateway_secret_holds_placeholders_the_gateway_refuses_to_start_with(tmp_path: Path) -> None:
+    objs = objects("gateway/irsa")
+    deployment = one(objs, "Deployment")
+    mounts = secret_volumes(objs, deployment)
+    for secret in mounts.values():  # no material: empty, or comment lines only
+        for value in secret["stringData"].values():
+            assert all(line.startswith("#") for line in value.splitlines())
+    placeholders = {mount: dict(secret["stringData"]) for mount, secret in mounts.items()}
+    with pytest.raises(ConfigError) as refused:
+        gateway_with_files(mounted_config_text(objs, deployment), placeholders, tmp_path)
+    assert refused.value.key.startswith("auth.sigv4.keys")
+
+
+def real_secret_files(objs: list[Obj], deployment: Obj) -> tuple[dict[str, dict[str, str]], Team, str]:
+    """What secret.yaml tells the operator to create: video-team's internal key secret and
+    the digest of chat-team's bearer token. Also video-team's key and chat-team's token."""
+    (mount,) = secret_volumes(objs, deployment)
+    video = Team("video-team", "GWVIDEOTEAM000000001", secrets.token_urlsafe(30), token="")
+    chat_token = secrets.token_urlsafe(32)
+    digest = hashlib.sha256(chat_token.encode()).hexdigest()
+    files = {mount: {"video-team": video.secret + "\n", "token-digests.yaml": f"chat-team: [{digest}]\n"}}
+    return files, video, chat_token
+
+
+def test_gateway_starts_with_real_secrets_and_every_caller_has_a_policy(tmp_path: Path) -> None:
+    objs = objects("gateway/irsa")
+    deployment = one(objs, "Deployment")
+    config = mounted_config(objs, deployment)
+    assert set(config.policy.callers) == {"video-team", "chat-team"}
+    assert config.rate_limits.defaults == "ivs-quotas"
+    assert config.redis.url is None  # optional, commented out
+    files, _, _ = real_secret_files(objs, deployment)
+    proxy = gateway_with_files(mounted_config_text(objs, deployment), files, tmp_path)  # as `serve`, before binding
+    assert proxy.authenticator is not None
+    assert proxy.authenticator.callers == set(config.policy.callers)
+
+
+async def test_the_gateway_answers_its_example_callers_as_the_readme_says(  # type: ignore[no-untyped-def]
+    tmp_path: Path, aiohttp_client, recording
+) -> None:
+    objs = objects("gateway/irsa")
+    deployment = one(objs, "Deployment")
+    files, video, chat_token = real_secret_files(objs, deployment)
+    upstream, server = recording
+    proxy = gateway_with_files(mounted_config_text(objs, deployment), files, tmp_path, str(server.make_url("")).rstrip("/"))
+    client = await aiohttp_client(proxy.data_app)
+    json_body = {"Content-Type": "application/json"}
+    # README "Run it as a gateway", step 5: curl with chat-team's bearer token; and without.
+    curl = {**json_body, "Accept": "*/*", "User-Agent": "curl/8.11.1", "Authorization": f"Bearer {chat_token}"}
+    assert (await client.post("/ListChannels", data=b"{}", headers=curl)).status == 200
+    assert (await client.post("/ListChannels", data=b"{}", headers=json_body)).status == 401
+    # video-team, as an SDK with its internal key: PutMetadata on its channel, nothing else.
+    arn = "arn:aws:ivs:us-west-2:123456789012:channel/VideoMain001"
+    put = b'{"channelArn": "%s", "metadata": "slide=3"}' % arn.encode()
+    signed = sign("POST", str(client.make_url("/PutMetadata")), put, video)
+    assert (await client.post("/PutMetadata", data=put, headers=signed)).status == 200
+    get = b'{"arn": "%s"}' % arn.encode()
+    signed = sign("POST", str(client.make_url("/GetChannel")), get, video)
+    assert (await client.post("/GetChannel", data=get, headers=signed)).status == 403
+    assert [r.raw_path for r in upstream.received] == ["/ListChannels", "/PutMetadata"]
+    assert all(r.signature_valid for r in upstream.received)  # re-signed with the gateway's own
 
 
 # -- compose ------------------------------------------------------------------------------
@@ -336,12 +552,6 @@ def test_compose_for_local_development() -> None:
         REPO / "Dockerfile"
     )
     assert service["image"].endswith(f":{__version__}")
-    published = {}
-    for mapping in service["ports"]:
-        host, host_port, container_port = mapping.split(":")
-        assert host == "127.0.0.1"
-        published[int(container_port)] = int(host_port)
-    assert set(published) == {DATA_PORT, ADMIN_PORT}
     (volume,) = service["volumes"]
     assert volume["source"] == "${HOME}/.aws" and volume["read_only"] is True
     assert volume["target"] == DOCKERFILE.final.env()["HOME"] + "/.aws"
@@ -349,9 +559,22 @@ def test_compose_for_local_development() -> None:
     assert service["read_only"] is True and service["cap_drop"] == ["ALL"]
     user, group = user_and_group()
     assert service["user"] == f"${{IVS_PROXY_USER:-{user}:{group}}}"
-    assert int(service["stop_grace_period"].rstrip("s")) >= MIN_TERMINATION_GRACE_SECONDS
     command = DOCKERFILE.final.one("CMD").exec_form()
     assert service["command"][: len(command)] == command
+
+
+def test_compose_serves_on_the_hosts_loopback_only() -> None:
+    (service,) = yaml.safe_load((REPO / "deploy" / "compose" / "compose.yaml").read_text())["services"].values()
+    # The image's data port is on the container's loopback, which no published port
+    # reaches: the container shares the host's network, and publishes nothing.
+    assert service["network_mode"] == "host" and "ports" not in service
+    config = command_config(service["command"], image_config_text())  # as `serve` checks it
+    assert parse_host_port(config.listen) == ("127.0.0.1", DATA_PORT)
+    assert parse_host_port(config.admin_listen, "admin_listen") == ("127.0.0.1", ADMIN_PORT)
+    for address in (config.listen, config.admin_listen):
+        assert is_loopback(parse_host_port(address)[0])
+    grace = int(service["stop_grace_period"].removesuffix("s"))
+    assert grace >= drain_seconds(config) and grace >= MIN_TERMINATION_GRACE_SECONDS
 
 
 # -- docs ---------------------------------------------------------------------------------
