@@ -46,7 +46,7 @@ def _positive(section: str, config: Any, *names: str) -> None:
 
 @dataclass(frozen=True)
 class LimitsConfig:
-    """What one caller may hold (docs/resilience.md: overload, slow clients)."""
+    """What one caller may hold (README.md, "Resilience": overload, slow clients)."""
 
     max_body_bytes: int = 1 * MIB
     # Requests handled at once; beyond it they queue, then get 503 + Retry-After.
@@ -85,7 +85,7 @@ class UpstreamConfig:
 
 @dataclass(frozen=True)
 class RetriesConfig:
-    """Retries of failed upstream attempts (proxy/retries.py, docs/resilience.md)."""
+    """Retries of failed upstream attempts (proxy/retries.py, README.md, "Resilience")."""
 
     max_attempts: int = 3  # 1 (or 0): no retries
     backoff_base_seconds: float = 0.05
@@ -104,7 +104,7 @@ class RetriesConfig:
 
 @dataclass(frozen=True)
 class ShutdownConfig:
-    """The drain on SIGTERM (docs/resilience.md); proxy/defaults.py derives the manifests' timings."""
+    """The drain on SIGTERM (README.md, "Resilience"); proxy/defaults.py derives the manifests' timings."""
 
     drain_delay_seconds: float = 5.0
     drain_timeout_seconds: float = 20.0

@@ -27,7 +27,7 @@ from proxy.retries import (
     verb,
 )
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "resilience.md"
+DOC = Path(__file__).resolve().parents[2] / "README.md"
 NOW = 1_800_000_000.0
 
 
