@@ -25,16 +25,15 @@ from proxy.catalog import Catalog
 from proxy.config import ProxyConfig, SigV4Config
 from proxy.credentials import Clock
 from proxy.errors import ConfigError
-from proxy.metrics import Metrics
-from proxy.pipeline import (
-    AdmissionStage,
+from proxy.gateway_stages import (
     Authenticate,
     Authorize,
     RateLimit,
     RejectReplays,
-    Stage,
     VerifyCallerSignature,
 )
+from proxy.metrics import Metrics
+from proxy.pipeline import AdmissionStage, Stage
 from proxy.policy import PolicySet
 from proxy.ratelimit import LocalBuckets, RateLimiter, RateLimits
 from proxy.redis_state import SharedState
