@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import functools
+import gc
 import os
 import signal
 import sys

@@ -97,9 +97,9 @@ class HeaderPolicy:
         return forwarded
 
     def _caller_signing_material(self, raw_name: str, name: str, value: str) -> None:
-        if self._options.strip_caller_signature and name in SIGV4_HEADERS:
-            if name != "authorization" or value.startswith("AWS4-HMAC-SHA256 "):
-                return
+        strippable = name != "authorization" or value.startswith("AWS4-HMAC-SHA256 ")
+        if self._options.strip_caller_signature and name in SIGV4_HEADERS and strippable:
+            return
         raise CallerSigningMaterial(
             f"header {raw_name} carries signing or credential material; the proxy signs requests "
             "itself, so send them unsigned (e.g. botocore Config(signature_version=UNSIGNED), "

@@ -7,7 +7,6 @@ request path only calls `RegionChooser.choose`, which does set look-ups and comp
 from __future__ import annotations
 
 import functools
-
 import re
 from collections.abc import Mapping, Sequence
 

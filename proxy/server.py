@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import itertools
 import json
+import os
 import re
 import time
-import itertools
-import os
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from botocore.exceptions import ClientError  # noqa: E402
+from botocore.exceptions import ClientError
 
-from tests.e2e.conftest import proxy_env, unsigned_client  # noqa: E402
-from tests.support.moto import MotoServer  # noqa: E402
-from tests.support.proxy_process import ProxyProcess  # noqa: E402
+from tests.e2e.conftest import proxy_env, unsigned_client
+from tests.support.moto import MotoServer
+from tests.support.proxy_process import ProxyProcess
 
 
 def sample_calls(proxy_url: str) -> bool:

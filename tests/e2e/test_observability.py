@@ -14,7 +14,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from proxy.logs import configure_logging
 from tests.support.inprocess import proxy_for
 from tests.support.net import free_port
-from tests.support.recording_upstream import RecordingUpstream
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 CHANNEL_ARN = "arn:aws:ivs:us-west-2:123456789012:channel/AbCdEfGhIjKl"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ssl
 
 import trustme
-from aiohttp import web
 
 from proxy.app import build_proxy
 from proxy.config import load_config
@@ -55,6 +54,7 @@ async def test_profile_ca_bundle_is_trusted(aiohttp_server, aiohttp_client, tmp_
     ca.cert_pem.write_to_path(str(bundle))
     env = proxy_env(url, tmp_path, profile_text=f"[default]\nca_bundle = {bundle}\n")
     assert await call(aiohttp_client, env) == 200
+    assert upstream.received[0].signature_valid
 
 
 async def test_an_untrusted_certificate_is_a_502_and_nothing_is_sent(aiohttp_server, aiohttp_client, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -45,7 +45,7 @@ class ProxyProcess:
         if self._config is not None:
             command += ["--config", str(self._config)]
         # Files, not pipes: a chatty process must never block on a full pipe nobody reads.
-        self._output = tempfile.TemporaryFile(mode="w+")
+        self._output = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (lives until stop())
         sink = None if self._show_output else self._output
         self.process = subprocess.Popen(command, env=self._env, stdout=sink, stderr=sink, text=True)
         try:
