@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from tests.support.recording_upstream import AUTH, Received, RecordingUpstream
+from tests.support.recording_upstream import RecordingUpstream
 
 Behaviour = Callable[[web.Request], Awaitable[web.StreamResponse]]
 JSON = {"Content-Type": "application/json"}
@@ -130,15 +130,7 @@ class FaultUpstream(RecordingUpstream):
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.arrivals.append(time.monotonic())
-        body = await request.read()
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        record = Received(request.method, request.raw_path, headers, body)
-        match = AUTH.match(headers.get("authorization", ""))
-        if match:
-            record.region, record.service = match["region"], match["service"]
-            record.signed_headers = tuple(match["signed"].split(";"))
-            record.signature_valid = self._expected_signature(record, match) == match["signature"]
-        self.received.append(record)
+        await self.record(request)
         behaviour = self.script.popleft() if self.script else self.default
         return await behaviour(request)
 

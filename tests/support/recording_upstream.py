@@ -46,7 +46,8 @@ class RecordingUpstream:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         return app
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def record(self, request: web.Request) -> Received:
+        """Keep what arrived, with its credential scope and whether its signature holds."""
         body = await request.read()
         headers = {k.lower(): v for k, v in request.headers.items()}
         record = Received(request.method, request.raw_path, headers, body)
@@ -56,6 +57,10 @@ class RecordingUpstream:
             record.signed_headers = tuple(match["signed"].split(";"))
             record.signature_valid = self._expected_signature(record, match) == match["signature"]
         self.received.append(record)
+        return record
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        await self.record(request)
         if self.delay_seconds:
             await asyncio.sleep(self.delay_seconds)
         return web.Response(status=self.status, body=self.body, headers=self.headers)
