@@ -16,6 +16,7 @@ import asyncio
 import signal
 import ssl
 from pathlib import Path
+from typing import ClassVar
 
 REQUEST_ID = b"8c5bd0b2-6f7e-4c1a-9d3e-2b7f0a1c9e44"
 
@@ -30,7 +31,7 @@ def _response(status: bytes, body: bytes, content_type: bool = True) -> bytes:
 
 
 class Upstream(asyncio.Protocol):
-    routes: dict[bytes, bytes] = {}
+    routes: ClassVar[dict[bytes, bytes]] = {}
     not_found = _response(b"404 Not Found", b'{"message":"benchmark upstream: unknown path"}')
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

@@ -37,7 +37,7 @@ class LoadGenerator:
         self.kind = "wrk" if self.wrk else "pyload (python fallback)"
         self.version = "?"
         if self.wrk:
-            out = subprocess.run([self.wrk, "-v"], capture_output=True, text=True)
+            out = subprocess.run([self.wrk, "-v"], check=False, capture_output=True, text=True)
             self.version = (out.stdout + out.stderr).split("\n")[0].strip()
 
     def run(self, url: str, body_file: Path, connections: int, duration: float) -> LoadResult:
@@ -48,7 +48,7 @@ class LoadGenerator:
             command = [*pinned(self.cpu), sys.executable, str(HERE / "pyload.py"), url,
                        "--body-file", str(body_file), "--connections", str(connections), "--duration", str(duration)]
         env = {"BENCH_BODY_FILE": str(body_file), "PATH": "/usr/bin:/bin"}
-        out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=duration + 60)
+        out = subprocess.run(command, check=False, capture_output=True, text=True, env=env, timeout=duration + 60)
         line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCH_RESULT ")), None)
         if out.returncode != 0 or line is None:
             raise RuntimeError(f"load generator failed ({out.returncode}): {out.stdout[-2000:]} {out.stderr[-2000:]}")

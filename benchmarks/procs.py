@@ -8,6 +8,7 @@ import socket
 import subprocess
 import threading
 import time
+from typing import Self
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -35,7 +36,7 @@ class AutogroupPriority:
         self.nice = nice
         self.previous: int | None = None
 
-    def __enter__(self) -> AutogroupPriority:
+    def __enter__(self) -> Self:
         if not self.nice or not os.path.exists(self.PATH):
             return self
         try:
@@ -160,7 +161,7 @@ class RssSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> RssSampler:
+    def __enter__(self) -> Self:
         self.peak_kib = memory_kib(self.pid)["VmRSS"]
         self._thread.start()
         return self

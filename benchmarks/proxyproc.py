@@ -66,9 +66,9 @@ class ProxyProcess:
                    "--listen", f"127.0.0.1:{self.port}", "--admin-listen", f"127.0.0.1:{self.admin_port}",
                    *self.extra_args]
         # stderr (the JSON access log) goes to a file, as a container runtime would take it.
-        self._log = open(self.log_path, "ab")
         self.spawned_at = time.monotonic()
-        self.process = subprocess.Popen(command, env=self.env, stdout=self._log, stderr=self._log)
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy
+            self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=log)
         try:
             listening = wait_for_status(self.admin_port, "/healthz", 200, timeout, self.process, interval=0.002)
             ready = wait_for_status(self.admin_port, "/readyz", 200, timeout, self.process, interval=0.002)
@@ -89,4 +89,3 @@ class ProxyProcess:
     def stop(self) -> None:
         if self.process is not None:
             stop_process(self.process)
-            self._log.close()

@@ -14,6 +14,7 @@ import asyncio
 import json
 import ssl
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 HEADERS = (
@@ -91,7 +92,7 @@ async def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0)
     args = parser.parse_args()
     parts = urlsplit(args.url)
-    body = open(args.body_file, "rb").read()
+    body = Path(args.body_file).read_bytes()
     request = (
         f"POST {parts.path or '/'} HTTP/1.1\r\nHost: {parts.netloc}\r\n{HEADERS}"
         f"Content-Length: {len(body)}\r\n\r\n"

@@ -69,11 +69,11 @@ def stage_costs(upstream_url: str) -> dict[str, dict[str, float]]:
     for scenario in payloads.SCENARIOS:
         incoming = IncomingRequest("POST", scenario.path, "", WRK_HEADERS, True)
 
-        def fresh(with_body: bool = True) -> Exchange:
+        def fresh(with_body: bool = True, incoming: IncomingRequest = incoming, body: bytes = scenario.body) -> Exchange:
             exchange = Exchange(incoming)
             pipeline.check_head(exchange)
             if with_body:
-                pipeline.prepare(exchange, scenario.body)
+                pipeline.prepare(exchange, body)
             return exchange
 
         costs: dict[str, float] = {}
@@ -93,23 +93,20 @@ def access_log_cost(directory: Path) -> float:
 
     from proxy.logs import configure_logging
 
-    sink = open(directory / "access.log", "w")
-    real_stderr = sys.stderr
-    sys.stderr = sink
-    try:
-        configure_logging("info", "json")
-        log = structlog.get_logger("ivs_proxy.access")
-        started = time.perf_counter()
+    with open(directory / "access.log", "w") as sink:
+        configure_logging("info", "json", sink)
+        try:
+            log = structlog.get_logger("ivs_proxy.access")
+            started = time.perf_counter()
 
-        def line() -> None:
-            log.info("request", method="POST", service="ivs", operation="PutMetadata", region="us-west-2",
-                     status=204, amzn_request_id=payloads.REQUEST_ID,
-                     duration_ms=round((time.perf_counter() - started) * 1000, 3))
+            def line() -> None:
+                log.info("request", method="POST", service="ivs", operation="PutMetadata", region="us-west-2",
+                         status=204, amzn_request_id=payloads.REQUEST_ID,
+                         duration_ms=round((time.perf_counter() - started) * 1000, 3))
 
-        return per_call_us(line, 5000)
-    finally:
-        sys.stderr = real_stderr
-        sink.close()
+            return per_call_us(line, 5000)
+        finally:
+            configure_logging()
 
 
 async def client_costs(upstream_url: str, ca_bundle: Path, n: int) -> dict[str, float]:

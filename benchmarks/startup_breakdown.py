@@ -88,7 +88,7 @@ def main() -> int:
     for key, value in memory.items():
         print(f"{value:8.1f} MiB  {key}")
     importtime = subprocess.run([sys.executable, "-X", "importtime", "-c", "import proxy.cli"], env=env,
-                                capture_output=True, text=True).stderr
+                                check=False, capture_output=True, text=True).stderr
     rows = []
     for line in importtime.splitlines()[1:]:
         parts = line.split("|")

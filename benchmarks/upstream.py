@@ -78,7 +78,7 @@ class NginxUpstream(Upstream):
     def start(self) -> None:
         nginx = shutil.which("nginx")
         assert nginx is not None
-        version = subprocess.run([nginx, "-v"], capture_output=True, text=True)
+        version = subprocess.run([nginx, "-v"], check=False, capture_output=True, text=True)
         self.version = (version.stderr or version.stdout).strip().split("/")[-1]
         user_line = ""
         if os.geteuid() == 0:
@@ -100,7 +100,8 @@ class NginxUpstream(Upstream):
         conf_path.write_text(conf)
         command = [*pinned(self.cpu), nginx, "-p", str(self.dir), "-c", str(conf_path),
                    "-e", str(self.dir / "nginx-error.log"), "-g", "daemon off;"]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(self.dir / "nginx-stderr.log", "wb"))
+        with open(self.dir / "nginx-stderr.log", "wb") as stderr:  # the child keeps its own copy
+            self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
         try:
             wait_for_port(self.port, timeout=10, process=self.process)
         except Exception:
@@ -116,7 +117,8 @@ class FallbackUpstream(Upstream):
         command = [*pinned(self.cpu), sys.executable, str(HERE / "fallback_upstream.py"),
                    "--port", str(self.port), "--cert", str(self.certs.server_pem), "--key", str(self.certs.server_pem),
                    "--docroot", str(self.docroot)]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(self.dir / "fallback-stderr.log", "wb"))
+        with open(self.dir / "fallback-stderr.log", "wb") as stderr:  # the child keeps its own copy
+            self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
         wait_for_port(self.port, timeout=20, process=self.process)
         time.sleep(0.1)
 
