@@ -191,12 +191,30 @@ Attempt = Callable[[float], Awaitable[Any]]
 
 @dataclass(frozen=True)
 class RetrySettings:
-    max_attempts: int = 3
-    backoff_base_seconds: float = 0.05
-    throttling_backoff_base_seconds: float = 1.0
-    max_backoff_seconds: float = 20.0
-    attempt_timeout_seconds: float = 10.0
-    total_timeout_seconds: float = 20.0
+    """What the retrier reads from the `retries` and `upstream` config sections; the
+    defaults live there, once."""
+
+    max_attempts: int
+    backoff_base_seconds: float
+    throttling_backoff_base_seconds: float
+    max_backoff_seconds: float
+    attempt_timeout_seconds: float
+    total_timeout_seconds: float
+
+    @classmethod
+    def from_config(
+        cls, retries: RetriesConfig | None = None, upstream: UpstreamConfig | None = None
+    ) -> RetrySettings:
+        retries = retries or RetriesConfig()
+        upstream = upstream or UpstreamConfig()
+        return cls(
+            max_attempts=max(1, retries.max_attempts),  # 0 and 1 both mean: no retries
+            backoff_base_seconds=retries.backoff_base_seconds,
+            throttling_backoff_base_seconds=retries.throttling_backoff_base_seconds,
+            max_backoff_seconds=retries.max_backoff_seconds,
+            attempt_timeout_seconds=upstream.attempt_timeout_seconds,
+            total_timeout_seconds=upstream.total_timeout_seconds,
+        )
 
 
 class Retrier:
@@ -212,7 +230,7 @@ class Retrier:
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
-        self.settings = settings or RetrySettings()
+        self.settings = settings or RetrySettings.from_config()
         self.quota = quota or RetryQuota()
         self._rng = rng
         self._sleep = sleep
@@ -222,15 +240,7 @@ class Retrier:
 
     @classmethod
     def from_config(cls, retries: RetriesConfig, upstream: UpstreamConfig) -> Retrier:
-        settings = RetrySettings(
-            max_attempts=max(1, retries.max_attempts),
-            backoff_base_seconds=retries.backoff_base_seconds,
-            throttling_backoff_base_seconds=retries.throttling_backoff_base_seconds,
-            max_backoff_seconds=retries.max_backoff_seconds,
-            attempt_timeout_seconds=upstream.attempt_timeout_seconds,
-            total_timeout_seconds=upstream.total_timeout_seconds,
-        )
-        return cls(settings, RetryQuota(retries.quota_tokens))
+        return cls(RetrySettings.from_config(retries, upstream), RetryQuota(retries.quota_tokens))
 
     def repeatable(self, operation: Operation, document: Any) -> bool:
         """Harmless to repeat even if AWS did the first one: idempotent by name, or carrying

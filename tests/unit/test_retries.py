@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from proxy.catalog import Catalog
+from proxy.config import UpstreamConfig
 from proxy.errors import DeadlinePassed, UpstreamTimeout, UpstreamUnreachable
 from proxy.retries import (
     Retrier,
@@ -57,7 +58,7 @@ class FakeTime:
 
 def retrier(settings: RetrySettings | None = None, quota: int = 500, rng: float = 1.0) -> tuple[Retrier, FakeTime]:
     clock = FakeTime()
-    return Retrier(settings or RetrySettings(), RetryQuota(quota), rng=lambda: rng, sleep=clock.sleep,
+    return Retrier(settings or RetrySettings.from_config(), RetryQuota(quota), rng=lambda: rng, sleep=clock.sleep,
                    monotonic=clock.monotonic, wall=lambda: NOW), clock
 
 
@@ -218,7 +219,7 @@ async def test_run_never_waits_past_the_deadline() -> None:
     last = await r.run(attempt, repeatable=True, deadline=clock.now + 3, retried=[])
     assert last.status == 429 and clock.slept == []
     # and each attempt's timeout is cut to what is left
-    r2, clock2 = retrier(RetrySettings(attempt_timeout_seconds=10), rng=0.0)
+    r2, clock2 = retrier(RetrySettings.from_config(upstream=UpstreamConfig(attempt_timeout_seconds=10)), rng=0.0)
     attempt2 = script(UpstreamTimeout("stall", kind="timeout"), answer(200))
     clock2.now = 100.0
     await r2.run(attempt2, repeatable=True, deadline=104.0, retried=[])
@@ -251,7 +252,7 @@ async def test_quota_costs_and_refunds() -> None:
 
 
 def test_deadline_is_the_sooner_of_total_timeout_and_the_callers_ttl() -> None:
-    r, clock = retrier(RetrySettings(total_timeout_seconds=20))
+    r, clock = retrier(RetrySettings.from_config(upstream=UpstreamConfig(total_timeout_seconds=20)))
     assert r.deadline(None) == clock.now + 20
     soon = "ttl=" + _stamp(NOW + 5)
     assert r.deadline(soon) == pytest.approx(clock.now + 5)
