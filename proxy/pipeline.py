@@ -17,7 +17,6 @@ do dictionary lookups and checks, never botocore client work.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import time
@@ -211,7 +210,8 @@ class Pipeline:
 
     def prepare(self, exchange: Exchange, body: bytes) -> None:
         """Run the body stages; afterwards the exchange is ready to send."""
-        exchange.request = dataclasses.replace(exchange.request, body=body)
+        head = exchange.request
+        exchange.request = IncomingRequest(head.method, head.path, head.query, head.headers, head.has_body, body)
         for stage in self.body_stages:
             stage(exchange)
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import structlog
 from aiohttp import web
+from prometheus_client import Counter, Histogram
 from prometheus_client.exposition import choose_encoder
 
 from proxy.credentials import CredentialStore
@@ -37,16 +38,45 @@ from proxy.errors import (
 )
 from proxy.forward import Upstream, UpstreamResponse
 from proxy.limits import Admission
+from proxy.logs import ACCESS_LOG
 from proxy.metrics import UNKNOWN, Metrics
 from proxy.pipeline import Exchange, IncomingRequest, Pipeline
-
-log = structlog.get_logger("ivs_proxy.access")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 #: A caller's X-Request-Id is reused only if it looks like an id: it ends up in logs and
 #: in our answer, so it must not carry newlines, markup or a novel.
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/=+-]{1,128}")
+
+
+class MetricChildren:
+    """The labelled series a request updates, looked up once per label set: prometheus_client's
+    `labels()` validates and locks on every call, and a proxy sees few label sets (operations
+    x statuses, refusal reasons), so the children are kept."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._by_outcome: dict[tuple[str, str, int], tuple[Counter, Histogram, Histogram]] = {}
+        self._rejected: dict[str, Counter] = {}
+
+    def for_operation(self, service: str, operation: str, status: int) -> tuple[Counter, Histogram, Histogram]:
+        """(requests, request duration, upstream duration) of this operation and status."""
+        key = (service, operation, status)
+        children = self._by_outcome.get(key)
+        if children is None:
+            m = self._metrics
+            children = self._by_outcome[key] = (
+                m.requests.labels(service, operation, str(status)),
+                m.request_duration.labels(service, operation),
+                m.upstream_duration.labels(service, operation),
+            )
+        return children
+
+    def rejected(self, reason: str) -> Counter:
+        child = self._rejected.get(reason)
+        if child is None:
+            child = self._rejected[reason] = self._metrics.rejected.labels(reason)
+        return child
 
 
 @dataclass
@@ -60,6 +90,10 @@ class ProxyState:
     body_timeout_seconds: float = 10.0
     admission: Admission = field(default_factory=Admission)
     drain: Drain = field(default_factory=Drain)
+    metric_children: MetricChildren = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.metric_children = MetricChildren(self.metrics)
 
 
 STATE = web.AppKey("state", ProxyState)
@@ -107,7 +141,10 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     request_id = request[REQUEST_ID] = request_id_for(request)
     started = time.perf_counter()
     metrics.inflight.inc()
-    with structlog.contextvars.bound_contextvars(request_id=request_id):
+    # Other lines logged while handling it carry the id too (bind/reset: cheaper than the
+    # generator-based `bound_contextvars`, and this runs for every request).
+    bound = structlog.contextvars.bind_contextvars(request_id=request_id)
+    try:
         try:
             response = await handler(request)
         finally:
@@ -117,6 +154,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             if request.app[STATE].draining:
                 response.force_close()  # so that clients reconnect to a replica that stays
         record_request(request, response, time.perf_counter() - started)
+    finally:
+        structlog.contextvars.reset_contextvars(**bound)
     return response
 
 
@@ -172,47 +211,54 @@ def _break_connection(request: web.Request) -> None:
 
 
 def record_request(request: web.Request, response: web.StreamResponse, seconds: float) -> None:
-    metrics = request.app[STATE].metrics
+    state = request.app[STATE]
+    children = state.metric_children
     exchange: Exchange | None = request.get(EXCHANGE)
     route = exchange.route if exchange is not None else None
-    service = route.operation.service.name if route else UNKNOWN
-    operation = route.operation.name if route else UNKNOWN
+    if route is not None:
+        service, operation = route.operation.service.name, route.operation.name
+    else:
+        service = operation = UNKNOWN
     error: ProxyError | None = request.get(ERROR)
-    metrics.requests.labels(service, operation, str(response.status)).inc()
-    metrics.request_duration.labels(service, operation).observe(seconds)
-    fields: dict[str, object] = {}
-    if exchange is not None and exchange.attempts:
-        fields["attempts"] = exchange.attempts
+    status = response.status
+    answered, duration, upstream_duration = children.for_operation(service, operation, status)
+    answered.inc()
+    duration.observe(seconds)
+    line: dict[str, object] = {
+        "method": request.method, "caller": None, "service": service, "operation": operation, "region": None,
+        "status": status, "duration_ms": round(seconds * 1000, 3), "bytes_in": 0,
+        "bytes_out": response.content_length or response.body_length,
+    }
+    if exchange is not None:
+        if exchange.caller is not None:
+            line["caller"] = exchange.caller.name
+        line["region"] = exchange.region or None
+        line["bytes_in"] = len(exchange.request.body)
+        _record_exchange(exchange, upstream_duration, state.metrics, line)
+    if isinstance(error, UpstreamError):
+        state.metrics.upstream_errors.labels(error.kind).inc()
+        line["upstream_error"] = error.kind
+    elif error is not None:
+        children.rejected(error.reason).inc()
+        line["refused"] = error.reason
+    ACCESS_LOG.write(request[REQUEST_ID], line)
+
+
+def _record_exchange(exchange: Exchange, upstream_duration: Histogram, metrics: Metrics,
+                     line: dict[str, object]) -> None:
+    if exchange.attempts:
+        line["attempts"] = exchange.attempts
         for reason in exchange.retried:
             metrics.retries.labels(reason).inc()
-    if exchange is not None and exchange.upstream_seconds:
-        metrics.upstream_duration.labels(service, operation).observe(exchange.upstream_seconds)
-        fields["upstream_ms"] = round(exchange.upstream_seconds * 1000, 3)
-    if exchange is not None and exchange.signing_seconds:
+    if exchange.upstream_seconds:
+        upstream_duration.observe(exchange.upstream_seconds)
+        line["upstream_ms"] = round(exchange.upstream_seconds * 1000, 3)
+    if exchange.signing_seconds:
         metrics.signing_duration.observe(exchange.signing_seconds)
-        fields["signing_ms"] = round(exchange.signing_seconds * 1000, 3)
-    if isinstance(error, UpstreamError):
-        metrics.upstream_errors.labels(error.kind).inc()
-        fields["upstream_error"] = error.kind
-    elif error is not None:
-        metrics.rejected.labels(error.reason).inc()
-        fields["refused"] = error.reason
-    if exchange is not None and exchange.upstream_status:
-        fields["upstream_status"] = exchange.upstream_status
-        fields["amzn_request_id"] = exchange.amzn_request_id
-    log.info(
-        "request",
-        method=request.method,
-        caller=exchange.caller.name if exchange is not None and exchange.caller is not None else None,
-        service=service,
-        operation=operation,
-        region=exchange.region if exchange is not None and exchange.region else None,
-        status=response.status,
-        duration_ms=round(seconds * 1000, 3),
-        bytes_in=len(exchange.request.body) if exchange is not None else 0,
-        bytes_out=response.content_length or response.body_length,
-        **fields,
-    )
+        line["signing_ms"] = round(exchange.signing_seconds * 1000, 3)
+    if exchange.upstream_status:
+        line["upstream_status"] = exchange.upstream_status
+        line["amzn_request_id"] = exchange.amzn_request_id
 
 
 async def read_body(request: web.Request, limit: int, timeout: float = 10.0) -> bytes:
@@ -221,6 +267,10 @@ async def read_body(request: web.Request, limit: int, timeout: float = 10.0) -> 
     declared = request.content_length
     if declared is not None and declared > limit:
         raise BodyTooLarge(f"the body is {declared} bytes; the limit is {limit}")
+    content = request.content
+    if declared is not None and content.is_eof():
+        # The usual small body came in with the head: already whole, nothing to wait for.
+        return content.read_nowait()
     chunks: list[bytes] = []
     size = 0
     try:

@@ -11,13 +11,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-import structlog
 from aiohttp.test_utils import TestClient, TestServer
 
 from proxy.app import Proxy, build_proxy
 from proxy.config import load_config
 from proxy.credentials import utc_now
 from tests.support import fault_upstream as fault
+from tests.support.access_log import captured_access_lines
 from tests.support.fault_upstream import FaultUpstream
 from tests.support.inprocess import TEST_CREDENTIALS, StaticSource
 from tests.support.net import free_port
@@ -71,10 +71,6 @@ def retries(proxy: Proxy, reason: str) -> float:
     return proxy.state.metrics.registry.get_sample_value("ivs_proxy_retries_total", {"reason": reason}) or 0.0
 
 
-def access_lines(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [line for line in logs if line["event"] == "request"]
-
-
 # -- what is retried ----------------------------------------------------------------------
 
 
@@ -87,13 +83,13 @@ async def test_a_burst_of_5xx_on_a_read_is_retried_and_each_attempt_is_signed_af
         return start + datetime.timedelta(seconds=next(seconds))
 
     client, proxy = await connect(clock=ticking)
-    with structlog.testing.capture_logs() as logs:
+    with captured_access_lines() as lines:
         response = await call(client, LIST)
     assert response.status == 200
     assert len(faults.received) == 3
     assert all(r.signature_valid for r in faults.received)
     assert len(set(fault.amz_dates(faults))) == 3
-    assert [line["attempts"] for line in access_lines(logs)] == [3]
+    assert [line["attempts"] for line in lines] == [3]
     assert retries(proxy, "server_error") == 2
 
 
@@ -119,12 +115,12 @@ async def test_create_channel_answered_500_after_its_body_was_sent_is_attempted_
 async def test_a_create_that_failed_mid_flight_is_not_repeated(connect, faults, behaviour, status, kind) -> None:  # type: ignore[no-untyped-def]
     faults.default = behaviour
     client, _ = await connect()
-    with structlog.testing.capture_logs() as logs:
+    with captured_access_lines() as lines:
         response = await call(client, CREATE)
     assert response.status == status
     assert response.headers["x-ivs-proxy-error"] in ("upstream_unreachable", "upstream_timeout")
     assert len(faults.received) == 1
-    (line,) = access_lines(logs)
+    (line,) = lines
     assert (line["attempts"], line["upstream_error"]) == (1, kind)
 
 
@@ -157,11 +153,11 @@ async def test_throttling_is_retried_even_for_a_create(connect, faults) -> None:
 async def test_connection_refused_is_retried_even_for_a_create(aiohttp_client) -> None:  # type: ignore[no-untyped-def]
     proxy = build(f"http://127.0.0.1:{free_port()}")
     client = await aiohttp_client(proxy.data_app)
-    with structlog.testing.capture_logs() as logs:
+    with captured_access_lines() as lines:
         response = await call(client, CREATE)
     assert response.status == 502
     assert (await response.json())["reason"] == "upstream_unreachable"
-    (line,) = access_lines(logs)
+    (line,) = lines
     assert (line["attempts"], line["upstream_error"]) == (3, "connect")
     assert retries(proxy, "connect") == 2
 
@@ -281,12 +277,12 @@ async def test_large_answers_are_relayed_whole(connect, faults) -> None:  # type
 async def test_a_large_answer_cut_short_breaks_the_callers_connection(connect, faults) -> None:  # type: ignore[no-untyped-def]
     faults.default = fault.truncated(declared=300_000, sent=100_000)
     client, proxy = await connect()
-    with structlog.testing.capture_logs() as logs:
+    with captured_access_lines() as lines:
         response = await call(client, LIST)
         assert response.status == 200  # the headers had to go out before the body broke off
         with pytest.raises(aiohttp.ClientPayloadError):
             await response.read()
-    (line,) = access_lines(logs)
+    (line,) = lines
     assert line["upstream_error"] == "reset"
     registry = proxy.state.metrics.registry
     assert registry.get_sample_value("ivs_proxy_upstream_errors_total", {"kind": "reset"}) == 1
