@@ -122,6 +122,8 @@ def main() -> int:
     parser.add_argument("--scenario", default="PutMetadata", choices=[s.name for s in payloads.SCENARIOS])
     parser.add_argument("--label", default="working tree")
     parser.add_argument("--json", type=Path, help="append the result as one JSON line")
+    parser.add_argument("--patches", help="run through variants/launch.py with these BENCH_PATCHES (experiments)")
+    parser.add_argument("--serve-arg", action="append", default=[], help="extra `serve` argument (repeatable)")
     parser.add_argument("--keep-dump", type=Path, help="copy the last callgrind dump here (callgrind_annotate)")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
@@ -136,9 +138,11 @@ def main() -> int:
         certs = make_certificates(tmp)
         upstream = start_upstream(tmp / "upstream", certs, 1, False)
         out_file = tmp / "callgrind.out"
+        entry = (str(HERE / "variants" / "launch.py"),) if args.patches else ("-m", "proxy.cli")
         launcher = ("valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out_file}",
-                    sys.executable, "-P", "-m", "proxy.cli")  # -P: PYTHONPATH, not the cwd, decides
-        proxy = ProxyProcess(proxy_env(upstream.url, certs.ca_bundle), 0, tmp / "proxy.log", (), launcher)
+                    sys.executable, "-P", *entry)  # -P: PYTHONPATH, not the cwd, decides which proxy/
+        env = proxy_env(upstream.url, certs.ca_bundle) | {"BENCH_PATCHES": args.patches or ""}
+        proxy = ProxyProcess(env, 0, tmp / "proxy.log", tuple(args.serve_arg), launcher)
         try:
             proxy.start(timeout=300)
             result: dict[str, object] = {"label": args.label, "scenario": scenario.name}

@@ -275,7 +275,7 @@ def parse_json_body(body: bytes) -> Mapping[str, Any]:
     except UnicodeDecodeError:
         raise RequestInvalid("the body is not UTF-8") from None
     try:
-        document = json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+        document = _STRICT_JSON.decode(text)
     except json.JSONDecodeError as exc:
         raise RequestInvalid(f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
@@ -299,3 +299,7 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _reject_constant(name: str) -> None:
     raise RequestInvalid(f"the body contains {name}, which is not JSON")
+
+
+# Built once: json.loads() with hooks builds a new decoder (and its scanner) per call.
+_STRICT_JSON = json.JSONDecoder(object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)

@@ -14,6 +14,9 @@ the proxy. Patches:
   gcstats    diagnostic only: counts GC passes and their time; printed to stderr at exit
   logcache   structlog cache_logger_on_first_use=True (configure_logging sets False)
   stub-handler   decomposition: the data route answers 204 at once (aiohttp server floor)
+  bare-server    decomposition: the data app is a plain aiohttp app answering 204, without
+                 the proxy's middlewares (aiohttp's own floor; stub-handler minus this is
+                 what observe/proxy_errors/guard, the access line and metrics cost)
   stub-upstream  decomposition: the full pipeline runs, the upstream call is replaced by a
                  canned answer (everything but the upstream round trip)
   lean-server    prototype of "serve the data port with a bare asyncio.Protocol instead of
@@ -85,6 +88,24 @@ def _apply() -> None:
             return web.Response(status=204)
 
         proxy.server.handle_proxy = handle_stub
+
+    if "bare-server" in PATCHES:
+        from aiohttp import web
+
+        import proxy.server
+
+        async def answer_204(_: web.Request) -> web.Response:
+            return web.Response(status=204)
+
+        def bare_app(state):  # type: ignore[no-untyped-def]
+            app = web.Application()
+            app[proxy.server.STATE] = state
+            app.router.add_route("*", "/{tail:(?s:.*)}", answer_204)
+            return app
+
+        import proxy.app
+
+        proxy.app.create_data_app = bare_app  # type: ignore[assignment]
 
     if "stub-upstream" in PATCHES:
         import proxy.pipeline
