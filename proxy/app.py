@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
@@ -32,10 +33,11 @@ from proxy.pipeline import (
     Stage,
     ValidateInput,
 )
-from proxy.regions import RegionChooser, default_region, service_regions
+from proxy.regions import RegionChooser, default_region, offered_regions
 from proxy.regions import botocore_session as config_session
 from proxy.retries import Retrier
 from proxy.server import ProxyState, create_admin_app, create_data_app
+from proxy.startup import return_freed_memory
 from proxy.validate import ValidationOptions
 
 
@@ -51,8 +53,7 @@ class Proxy:
 
 def allowed_regions(config: ProxyConfig) -> dict[str, frozenset[str]]:
     allowed: dict[str, frozenset[str]] = {}
-    for service in config.services:
-        offered = service_regions(service)
+    for service, offered in offered_regions(config.services).items():
         narrowed = config.regions.get(service)
         if narrowed:
             unknown = set(narrowed) - offered
@@ -123,7 +124,9 @@ def build_proxy(
     data_app.cleanup_ctx.insert(0, _credential_refresh(credentials))
     data_app.cleanup_ctx.extend(gateway.contexts)
     data_app.middlewares.extend(gateway.middlewares)
-    return Proxy(config, catalog, state, data_app, create_admin_app(state), gateway.authenticator)
+    proxy = Proxy(config, catalog, state, data_app, create_admin_app(state), gateway.authenticator)
+    return_freed_memory()
+    return proxy
 
 
 def observe_credentials(metrics: Metrics, credentials: CredentialStore) -> Metrics:
@@ -142,7 +145,8 @@ def credential_source_for(config: ProxyConfig, env: Mapping[str, str]) -> tuple[
     profile = config.credentials.profile or env.get("AWS_PROFILE")
     region = default_region(config.region, env, profile)
     source = source_from_config(config.credentials, botocore_session(profile), region=region, services=config.services)
-    return source, CallerIdentity(botocore_session(profile), region)
+    # Like the chain's session, the lookup reads the process environment, as an SDK would.
+    return source, CallerIdentity(os.environ, profile, region)
 
 
 def _credential_refresh(store: CredentialStore):  # type: ignore[no-untyped-def]

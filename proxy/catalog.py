@@ -17,6 +17,7 @@ import botocore.loaders
 import botocore.model
 from botocore.utils import percent_encode
 
+from proxy.botocore_data import create_loader
 from proxy.errors import MethodNotAllowed, RequestInvalid, UnknownOperation
 
 #: The models this proxy serves, and where each is mounted. `ivs` is also served at `/`
@@ -107,7 +108,7 @@ def _build_operation(service: Service, name: str) -> Operation:
 
 
 def load_service(name: str, loader: botocore.loaders.Loader | None = None) -> Service:
-    loader = loader or _default_loader()
+    loader = loader or create_loader()
     model = botocore.model.ServiceModel(loader.load_service_model(name, "service-2"), name)
     return Service(
         name=name,
@@ -115,11 +116,6 @@ def load_service(name: str, loader: botocore.loaders.Loader | None = None) -> Se
         signing_name=model.signing_name or model.endpoint_prefix,
         model=model,
     )
-
-
-@functools.cache
-def _default_loader() -> botocore.loaders.Loader:
-    return botocore.loaders.create_loader()
 
 
 class Catalog:
@@ -221,8 +217,10 @@ class Catalog:
 @functools.cache
 def _load_catalog(service_names: tuple[str, ...]) -> Catalog:
     # A catalog is immutable once built, so one per set of services serves every proxy
-    # built in this process (tests and `--workers` build several).
-    return Catalog(load_service(name) for name in service_names)
+    # built in this process (tests and `--workers` build several). The loader goes with
+    # its cache once the catalog is built: the models live on in the catalog alone.
+    loader = create_loader()
+    return Catalog(load_service(name, loader) for name in service_names)
 
 
 def _match_segments(segments: tuple[str | None, ...], parts: list[str]) -> list[str] | None:

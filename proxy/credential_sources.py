@@ -7,18 +7,31 @@ in `credentials.py` calls it off the event loop and owns the schedule.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from xml.etree import ElementTree
 
 import botocore.credentials
 import botocore.session
 import structlog
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.httpsession import URLLib3Session
+from botocore.utils import get_environ_proxies
 
 from proxy.config import CredentialsConfig
-from proxy.credentials import CredentialSnapshot, CredentialSource, SourceFailed, parse_expiry
-from proxy.signing import FrozenCredentials
+from proxy.credentials import (
+    CredentialSnapshot,
+    CredentialSource,
+    SourceFailed,
+    parse_expiry,
+    utc_now,
+)
+from proxy.endpoints import Endpoint, EndpointTable
+from proxy.regions import botocore_session
+from proxy.signing import FrozenCredentials, SigV4Signer
+from proxy.startup import return_freed_memory
 
 log = structlog.get_logger("ivs_proxy.credentials")
 
@@ -148,26 +161,62 @@ _STS_CONFIG = Config(connect_timeout=3, read_timeout=10, retries={"mode": "stand
 
 class CallerIdentity:
     """STS GetCallerIdentity with the given credentials, at the endpoint the SDK would use
-    (AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL honoured); None on any failure."""
+    (AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL, the profile's `services`, FIPS and dual-stack
+    honoured, as for the IVS endpoints); None on any failure.
 
-    def __init__(self, session: botocore.session.Session, region: str | None) -> None:
-        self._session = session
-        self._region = region
+    Not a botocore client: creating one reads all of botocore's endpoint data, ~60 ms of
+    CPU and ~8 MiB that a long-running proxy would keep, for one small call per new key.
+    The call is botocore's own transport (proxies from the environment, the SDK's CA bundle,
+    bounded timeouts, one attempt) carrying a request signed like every other. Unlike a
+    client, `sts_regional_endpoints = legacy` (AWS_STS_REGIONAL_ENDPOINTS) is not honoured:
+    the regional endpoint gives the same answer as the global one. With no region at all,
+    us-east-1 (what the SDK's global endpoint signs for) is used.
+    """
+
+    def __init__(self, env: Mapping[str, str], profile: str | None, region: str | None) -> None:
+        self._env = env
+        self._profile = profile
+        self._region = region or "us-east-1"
 
     def __call__(self, credentials: FrozenCredentials) -> str | None:
         try:
-            client = self._session.create_client(
-                "sts",
-                region_name=self._region,
-                aws_access_key_id=credentials.access_key,
-                aws_secret_access_key=credentials.secret_key,
-                aws_session_token=credentials.token,
-                config=Config(connect_timeout=2, read_timeout=3, retries={"max_attempts": 1}),
-            )
-            return str(client.get_caller_identity()["Arn"])
+            endpoint = EndpointTable.build(("sts",), {"sts": (self._region,)}, self._env, self._profile).lookup(
+                "sts", self._region)
+            status, body = self._send(endpoint, credentials)
+            if status != 200:
+                log.debug("credentials_identity_unknown", error=f"HTTP {status}")
+                return None
+            arn = ElementTree.fromstring(body).find("./{*}GetCallerIdentityResult/{*}Arn")
+            return arn.text if arn is not None and arn.text else None
         except Exception as exc:  # noqa: BLE001 (best effort by design)
             log.debug("credentials_identity_unknown", error=type(exc).__name__)
             return None
+        finally:
+            return_freed_memory()  # the lookup's TLS and HTTP state: ~1 MiB otherwise kept
+
+    def _send(self, endpoint: Endpoint, credentials: FrozenCredentials) -> tuple[int, bytes]:
+        path = endpoint.base_path + "/"
+        headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
+        signed = SigV4Signer().sign(
+            method="POST", host=endpoint.host, path=path, query="", headers=headers, body=_GET_CALLER_IDENTITY,
+            service=endpoint.signing_name, region=endpoint.signing_region, credentials=credentials, now=utc_now(),
+        )
+        url = endpoint.url_for("/")
+        # What a client would verify with: the profile's or AWS_CA_BUNDLE, else REQUESTS_CA_BUNDLE,
+        # else botocore's default bundle.
+        ca_bundle = botocore_session(self._env, self._profile).get_config_variable("ca_bundle")
+        http = URLLib3Session(verify=ca_bundle or self._env.get("REQUESTS_CA_BUNDLE", True),
+                              proxies=get_environ_proxies(url), timeout=(2, 3))
+        try:
+            request = AWSRequest("POST", url, headers={**headers, **dict(signed.items())}, data=_GET_CALLER_IDENTITY)
+            response = http.send(request.prepare())
+            return response.status_code, response.content
+        finally:
+            http.close()
+
+
+#: The query-protocol body botocore sends for GetCallerIdentity (no parameters).
+_GET_CALLER_IDENTITY = b"Action=GetCallerIdentity&Version=2011-06-15"
 
 
 def served_services_policy(services: Iterable[str]) -> str:

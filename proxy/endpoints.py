@@ -15,8 +15,10 @@ from urllib.parse import urlsplit
 from botocore.configprovider import ConfiguredEndpointProvider
 from botocore.endpoint_provider import EndpointProvider
 from botocore.exceptions import BotoCoreError
+from botocore.model import ServiceModel
 from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url
 
+from proxy.botocore_data import create_loader
 from proxy.errors import ConfigError, RegionRejected
 from proxy.regions import botocore_session, scoped_config
 
@@ -126,12 +128,14 @@ class EndpointTable:
         use_fips = bool(get("use_fips_endpoint"))
         use_dualstack = bool(get("use_dualstack_endpoint"))
         ignore_configured = bool(get("ignore_configured_endpoint_urls"))
-        loader = session.get_component("data_loader")
+        # The session's own loader would keep the rulesets until a full collection (the
+        # session is a reference cycle); this one, reading the same files, goes on return.
+        loader = create_loader(get("data_path"))
         partitions = loader.load_data("partitions")
         table: dict[tuple[str, str], Endpoint] = {}
         for service in services:
             try:
-                model = session.get_service_model(service)
+                model = ServiceModel({"metadata": loader.service_metadata(service)}, service)
                 ruleset = loader.load_service_model(
                     service, "endpoint-rule-set-1", model.api_version
                 )

@@ -6,9 +6,8 @@ request path only calls `RegionChooser.choose`, which does set look-ups and comp
 
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import botocore.session
 from botocore.configprovider import (
@@ -17,7 +16,9 @@ from botocore.configprovider import (
     ConfigValueStore,
 )
 from botocore.exceptions import BotoCoreError
+from botocore.regions import EndpointResolver
 
+from proxy.botocore_data import create_loader, load_endpoint_names
 from proxy.errors import ConfigError, RegionRejected
 
 # Syntactic plausibility only: two or more letters, one or more lettered words, a number.
@@ -106,20 +107,42 @@ def service_regions(
     others return empty lists, so the union is the `aws` list.
     """
     if session is None:
-        return _bundled_service_regions(service_name)
+        return offered_regions((service_name,))[service_name]
     return _offered_regions(service_name, session)
 
 
-@functools.cache
-def _bundled_service_regions(service_name: str) -> frozenset[str]:
-    # It never changes in-process, and parsing botocore's endpoint data costs ~0.1 s.
-    return _offered_regions(service_name, _bundled_session())
+#: botocore's bundled data never changes in-process: each service is looked up once.
+_OFFERED: dict[str, frozenset[str]] = {}
 
 
-@functools.cache
-def _bundled_session() -> botocore.session.Session:
-    # One session, so endpoints.json is parsed once for all services, not once each.
-    return botocore.session.get_session()
+def offered_regions(service_names: Iterable[str]) -> dict[str, frozenset[str]]:
+    """`service_regions` of several services, reading endpoints.json once for all of them."""
+    names = tuple(service_names)
+    missing = [name for name in names if name not in _OFFERED]
+    if missing:
+        _OFFERED.update(_read_offered_regions(missing))
+    return {name: _OFFERED[name] for name in names}
+
+
+def _read_offered_regions(service_names: Sequence[str]) -> dict[str, frozenset[str]]:
+    # What `botocore.session.get_session().get_available_regions()` answers, from the same
+    # files (data_path as the default session reads it), but with a loader of our own that
+    # is freed on return: endpoints.json alone decodes into several MiB.
+    data_path = botocore.session.Session(include_builtin_handlers=False).get_config_variable("data_path")
+    loader = create_loader(data_path)
+    known = loader.list_available_services("service-2")
+    endpoints, path = load_endpoint_names(loader)
+    resolver = EndpointResolver(endpoints, uses_builtin_data=loader.is_builtin_path(path))
+    partitions = resolver.get_available_partitions()
+    offered = {}
+    for name in service_names:
+        if name not in known:
+            raise ConfigError("service", f"{name!r} is not a botocore service")
+        prefix = loader.service_metadata(name).get("endpointPrefix", name)
+        offered[name] = frozenset(
+            region for partition in partitions for region in resolver.get_available_endpoints(prefix, partition)
+        )
+    return offered
 
 
 def _offered_regions(service_name: str, session: botocore.session.Session) -> frozenset[str]:

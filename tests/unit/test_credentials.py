@@ -9,12 +9,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import http.server
 import json
 import random
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
+import botocore.auth
+import botocore.awsrequest
+import botocore.credentials
 import botocore.loaders
 import botocore.session
 import pytest
@@ -23,6 +28,7 @@ from proxy.config import load_config
 from proxy.credential_sources import (
     IAM_PREFIXES,
     BotocoreChainSource,
+    CallerIdentity,
     served_services_policy,
     source_from_config,
 )
@@ -462,3 +468,104 @@ def test_bad_credential_settings_name_the_key(key: str, value: object, reason: s
 )
 def test_parse_expiry(value: str | datetime.datetime, expected: datetime.datetime) -> None:
     assert parse_expiry(value) == expected
+
+
+# -- CallerIdentity ------------------------------------------------------------------------
+
+ARN = "arn:aws:sts::123456789012:assumed-role/ivs-proxy/test"
+IDENTITY_XML = f"""<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <GetCallerIdentityResult><Arn>{ARN}</Arn><UserId>AROAEXAMPLE:test</UserId>
+  <Account>123456789012</Account></GetCallerIdentityResult>
+  <ResponseMetadata><RequestId>1</RequestId></ResponseMetadata>
+</GetCallerIdentityResponse>"""
+STS_KEYS = FrozenCredentials("ASIASTSIDENTITY00000", "sts-secret", "sts-token")
+
+
+class FakeSts:
+    """A loopback STS that records each request and answers with `status` and `body`."""
+
+    def __init__(self, status: int = 200, body: str = IDENTITY_XML) -> None:
+        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
+        self.status, self.body = status, body.encode()
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                fake.requests.append((self.command, self.path, dict(self.headers.items()), body))
+                self.send_response(fake.status)
+                self.send_header("Content-Type", "text/xml")
+                self.send_header("Content-Length", str(len(fake.body)))
+                self.end_headers()
+                self.wfile.write(fake.body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def sts() -> Iterator[FakeSts]:
+    fake = FakeSts()
+    yield fake
+    fake.close()
+
+
+def sts_env(url: str, **extra: str) -> dict[str, str]:
+    import os
+
+    return {"AWS_ENDPOINT_URL_STS": url, "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull, **extra}
+
+
+def test_caller_identity_asks_sts_and_reads_the_arn(sts: FakeSts) -> None:
+    assert CallerIdentity(sts_env(sts.url + "/base"), None, "eu-west-1")(STS_KEYS) == ARN
+    [(method, path, headers, body)] = sts.requests
+    assert (method, path, body) == ("POST", "/base/", b"Action=GetCallerIdentity&Version=2011-06-15")
+    assert headers["X-Amz-Security-Token"] == "sts-token"
+    assert "Credential=ASIASTSIDENTITY00000/" in headers["Authorization"]
+    assert "/eu-west-1/sts/aws4_request" in headers["Authorization"]
+
+
+def test_caller_identity_signs_what_botocore_would(sts: FakeSts, monkeypatch: pytest.MonkeyPatch) -> None:
+    CallerIdentity(sts_env(sts.url), None, "us-west-2")(STS_KEYS)
+    [(method, path, headers, body)] = sts.requests
+    signed_at = datetime.datetime.strptime(headers["X-Amz-Date"], "%Y%m%dT%H%M%SZ")
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: signed_at)
+    request = botocore.awsrequest.AWSRequest(method, sts.url + path, data=body,
+                                             headers={"Content-Type": headers["Content-Type"]})
+    credentials = botocore.credentials.Credentials(STS_KEYS.access_key, STS_KEYS.secret_key, STS_KEYS.token)
+    botocore.auth.SigV4Auth(credentials, "sts", "us-west-2").add_auth(request)
+    assert headers["Authorization"] == request.headers["Authorization"]
+
+
+def test_caller_identity_sends_what_a_botocore_client_sends(sts: FakeSts) -> None:
+    CallerIdentity(sts_env(sts.url), None, "us-west-2")(STS_KEYS)
+    client = botocore.session.Session().create_client(
+        "sts", region_name="us-west-2", endpoint_url=sts.url, aws_access_key_id=STS_KEYS.access_key,
+        aws_secret_access_key=STS_KEYS.secret_key, aws_session_token=STS_KEYS.token)
+    assert client.get_caller_identity()["Arn"] == ARN
+    ours, botocores = sts.requests
+    assert (ours[0], ours[1], ours[3]) == (botocores[0], botocores[1], botocores[3])
+    assert ours[2]["Content-Type"] == botocores[2]["Content-Type"]
+
+
+@pytest.mark.parametrize(("status", "body"), [(403, "<ErrorResponse/>"), (200, "not xml"), (200, "<Other/>")])
+def test_caller_identity_is_none_when_sts_says_no(status: int, body: str) -> None:
+    fake = FakeSts(status, body)
+    try:
+        assert CallerIdentity(sts_env(fake.url), None, "us-west-2")(STS_KEYS) is None
+    finally:
+        fake.close()
+
+
+def test_caller_identity_is_none_when_sts_is_unreachable() -> None:
+    assert CallerIdentity(sts_env("http://127.0.0.1:9"), None, "us-west-2")(STS_KEYS) is None
+    assert CallerIdentity(sts_env("not a url"), None, "us-west-2")(STS_KEYS) is None

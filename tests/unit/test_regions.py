@@ -12,6 +12,7 @@ from proxy.regions import (
     RegionChooser,
     default_region,
     is_plausible_region,
+    offered_regions,
     service_regions,
 )
 
@@ -163,6 +164,12 @@ def test_service_regions_are_botocore_regions(service: str) -> None:
 def test_service_regions_unknown_service() -> None:
     with pytest.raises(ConfigError):
         service_regions("not-a-service")
+
+
+def test_offered_regions_answers_for_several_services_at_once() -> None:
+    assert offered_regions(SERVICES) == {s: service_regions(s) for s in SERVICES}
+    with pytest.raises(ConfigError, match="not-a-service"):
+        offered_regions(("ivs", "not-a-service"))
 
 
 # --- RegionChooser -------------------------------------------------------------------

@@ -1,0 +1,97 @@
+"""proxy.startup: imports without collections or unused trust stores, and nothing changed
+once they are done."""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import json
+import ssl
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from proxy.startup import quick_imports, return_freed_memory
+
+
+@pytest.fixture(autouse=True)
+def unfrozen() -> Iterator[None]:
+    """quick_imports freezes the heap: give this process's objects back to the collector."""
+    yield
+    gc.unfreeze()
+
+
+def test_the_collector_is_paused_inside_and_what_was_imported_frozen_after() -> None:
+    gc.unfreeze()
+    assert gc.isenabled()
+    with quick_imports():
+        assert not gc.isenabled()
+        imported = object.__new__(type("Imported", (), {}))
+    assert gc.isenabled() and gc.get_freeze_count() > 0
+    assert not any(o is imported for o in gc.get_objects())  # left out of collections
+
+
+def test_failed_imports_restore_the_collector_and_freeze_nothing() -> None:
+    gc.unfreeze()
+    with pytest.raises(ImportError), quick_imports():
+        import proxy.no_such_module  # type: ignore[import-not-found]  # noqa: F401
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_a_collector_that_was_off_stays_off() -> None:
+    gc.disable()
+    try:
+        with quick_imports():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_only_contexts_that_verify_nothing_skip_the_trust_store() -> None:
+    verifying = ssl.create_default_context().cert_store_stats()
+    with quick_imports():
+        unverified = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        unverified.check_hostname = False
+        unverified.verify_mode = ssl.CERT_NONE
+        unverified.set_default_verify_paths()
+        assert unverified.cert_store_stats()["x509_ca"] == 0
+        assert ssl.create_default_context().cert_store_stats() == verifying
+    assert "set_default_verify_paths" not in vars(ssl.SSLContext)
+
+
+# aiohttp is imported already in this process: look at a fresh one, as `ivs-proxy` starts.
+FRESH = """
+import gc, json, ssl
+import proxy.cli
+import aiohttp.connector as connector
+print(json.dumps({
+    "collecting": gc.isenabled(),
+    "frozen": gc.get_freeze_count(),
+    "patched": "set_default_verify_paths" in vars(ssl.SSLContext),
+    "verified": connector._SSL_CONTEXT_VERIFIED.cert_store_stats(),
+    "unverified": connector._SSL_CONTEXT_UNVERIFIED.cert_store_stats(),
+    "unverified_mode": int(connector._SSL_CONTEXT_UNVERIFIED.verify_mode),
+    "default": ssl.create_default_context().cert_store_stats(),
+}))
+"""
+
+
+def test_after_importing_the_cli_everything_is_as_before_but_the_unused_store() -> None:
+    out = subprocess.run([sys.executable, "-c", FRESH], capture_output=True, text=True, check=True)
+    seen = json.loads(out.stdout)
+    assert seen["collecting"] and seen["frozen"] > 10000 and not seen["patched"]
+    assert seen["verified"] == seen["default"] and seen["default"]["x509_ca"] > 0
+    assert seen["unverified_mode"] == ssl.CERT_NONE and seen["unverified"]["x509_ca"] == 0
+
+
+def test_returning_freed_memory_is_harmless_without_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
+    return_freed_memory()
+
+    def no_libc(name: str) -> object:
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_libc)
+    return_freed_memory()
