@@ -88,10 +88,18 @@ def callgrind_control(*args: str) -> str:
     return subprocess.run(["callgrind_control", *args], capture_output=True, text=True, check=True).stdout
 
 
-KEEP_DUMP: Path | None = None
+#: The decomposition `make bench` reports: each step adds one layer of the request path.
+DECOMPOSITION = (
+    ("bare-server", "aiohttp's server alone: a plain app answering 204 (no proxy code)"),
+    ("stub-handler", "+ the proxy's middlewares: access line, metrics, request id, in-flight cap, drain"),
+    ("stub-upstream", ("+ the handler and pipeline: framing, routing, headers, JSON, validation, endpoint, "
+                      "signing, building the answer")),
+    (None, "+ the upstream round trip: retrier, aiohttp's client, TLS (the full proxy)"),
+)
 
 
-def count(proxy: ProxyProcess, out_file: Path, request: bytes, connections: int, requests: int) -> int:
+def count(proxy: ProxyProcess, out_file: Path, request: bytes, connections: int, requests: int,
+          keep_dump: Path | None = None) -> int:
     """Instructions the proxy executed while answering `requests` requests."""
     concurrently(proxy.port, request, connections, 20)  # warm: connections, caches, the upstream pool
     callgrind_control("--zero", str(proxy.pid))
@@ -108,11 +116,43 @@ def count(proxy: ProxyProcess, out_file: Path, request: bytes, connections: int,
     else:
         raise RuntimeError("callgrind wrote no dump")
     dump = max(dumps, key=lambda p: p.stat().st_mtime)
-    if KEEP_DUMP is not None:
-        shutil.copyfile(dump, KEEP_DUMP)
-    text = dump.read_text()
-    totals = [line for line in text.splitlines() if line.startswith(("summary:", "totals:"))]
+    if keep_dump is not None:
+        shutil.copyfile(dump, keep_dump)
+    totals = [line for line in dump.read_text().splitlines() if line.startswith(("summary:", "totals:"))]
     return int(totals[-1].split()[1])
+
+
+def instructions_per_request(*, scenario: payloads.Scenario, concurrency: list[int], requests: int,
+                             patches: str | None = None, serve_args: tuple[str, ...] = (),
+                             keep_dump: Path | None = None, load_cpu: int = 1) -> dict[int, int]:
+    """{connections: instructions per request} for one proxy under callgrind."""
+    request = HEAD.format(path=scenario.path, length=len(scenario.body)).encode() + scenario.body
+    tmp = Path(tempfile.mkdtemp(prefix="ivs-proxy-icount-"))
+    try:
+        certs = make_certificates(tmp)
+        upstream = start_upstream(tmp / "upstream", certs, load_cpu, False)
+        out_file = tmp / "callgrind.out"
+        entry = (str(HERE / "variants" / "launch.py"),) if patches else ("-m", "proxy.cli")
+        launcher = ("valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out_file}",
+                    sys.executable, "-P", *entry)  # -P: PYTHONPATH, not the cwd, decides which proxy/
+        env = proxy_env(upstream.url, certs.ca_bundle) | {"BENCH_PATCHES": patches or ""}
+        proxy = ProxyProcess(env, 0, tmp / "proxy.log", serve_args, launcher)
+        try:
+            proxy.start(timeout=300)
+            return {c: round(count(proxy, out_file, request, c, requests, keep_dump) / requests) for c in concurrency}
+        finally:
+            proxy.stop()
+            upstream.stop()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def decomposition(requests: int = 160) -> list[dict[str, object]]:
+    """Instructions per PutMetadata at c=1 for each step of DECOMPOSITION."""
+    return [{"patches": patches, "what": what,
+             "instructions": instructions_per_request(scenario=payloads.PUT_METADATA, concurrency=[1],
+                                                      requests=requests, patches=patches)[1]}
+            for patches, what in DECOMPOSITION]
 
 
 def main() -> int:
@@ -125,35 +165,21 @@ def main() -> int:
     parser.add_argument("--patches", help="run through variants/launch.py with these BENCH_PATCHES (experiments)")
     parser.add_argument("--serve-arg", action="append", default=[], help="extra `serve` argument (repeatable)")
     parser.add_argument("--keep-dump", type=Path, help="copy the last callgrind dump here (callgrind_annotate)")
+    parser.add_argument("--decompose", action="store_true", help="the layer-by-layer table `make bench` reports")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         print("icount.py needs valgrind (apt-get install valgrind)", file=sys.stderr)
         return 2
-    global KEEP_DUMP
-    KEEP_DUMP = args.keep_dump
+    if args.decompose:
+        for step in decomposition(args.requests):
+            print(json.dumps(step))
+        return 0
     scenario = next(s for s in payloads.SCENARIOS if s.name == args.scenario)
-    request = HEAD.format(path=scenario.path, length=len(scenario.body)).encode() + scenario.body
-    tmp = Path(tempfile.mkdtemp(prefix="ivs-proxy-icount-"))
-    try:
-        certs = make_certificates(tmp)
-        upstream = start_upstream(tmp / "upstream", certs, 1, False)
-        out_file = tmp / "callgrind.out"
-        entry = (str(HERE / "variants" / "launch.py"),) if args.patches else ("-m", "proxy.cli")
-        launcher = ("valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out_file}",
-                    sys.executable, "-P", *entry)  # -P: PYTHONPATH, not the cwd, decides which proxy/
-        env = proxy_env(upstream.url, certs.ca_bundle) | {"BENCH_PATCHES": args.patches or ""}
-        proxy = ProxyProcess(env, 0, tmp / "proxy.log", tuple(args.serve_arg), launcher)
-        try:
-            proxy.start(timeout=300)
-            result: dict[str, object] = {"label": args.label, "scenario": scenario.name}
-            for connections in (int(c) for c in args.concurrency.split(",")):
-                total = count(proxy, out_file, request, connections, args.requests)
-                result[f"c={connections} instructions/request"] = round(total / args.requests)
-        finally:
-            proxy.stop()
-            upstream.stop()
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    counts = instructions_per_request(scenario=scenario, concurrency=[int(c) for c in args.concurrency.split(",")],
+                                      requests=args.requests, patches=args.patches,
+                                      serve_args=tuple(args.serve_arg), keep_dump=args.keep_dump)
+    result: dict[str, object] = {"label": args.label, "scenario": scenario.name}
+    result |= {f"c={c} instructions/request": n for c, n in counts.items()}
     print(json.dumps(result))
     if args.json:
         with args.json.open("a") as sink:

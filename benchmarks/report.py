@@ -62,10 +62,87 @@ def aggregate(results: dict[str, Any]) -> list[dict[str, Any]]:
             "errors": sum(p["errors"] for p in x) + sum(p["errors"] for p in d),
             "log_bytes": med([p["log_bytes_per_req"] for p in x]),
             "p99_by_repeat": {p["repeat"]: p["proxy"]["p99_ms"] for p in points},
+            "by_worker": _summed([p.get("requests_by_worker", {}) for p in x]),
         })
     order = {name: i for i, name in enumerate(["PutMetadata", "CreateChannel", "ListChannels"])}
     rows.sort(key=lambda r: (order.get(r["scenario"], 99), r["c"]))
     return rows
+
+
+def _summed(counts: list[dict[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = defaultdict(int)
+    for count in counts:
+        for key, value in count.items():
+            total[key] += value
+    return dict(sorted(total.items(), key=lambda kv: int(kv[0])))
+
+
+def _pinning(settings: dict[str, Any]) -> str:
+    if settings.get("workers"):
+        cores = ",".join(map(str, settings["proxy_cpus"]))
+        return (f"proxy on cores {cores} (`taskset -c {cores} ivs-proxy serve --workers {settings['workers']}`: "
+                f"a supervisor and {settings['workers']} workers)")
+    return f"proxy on core {settings['proxy_cpu']} (one worker: `taskset -c {settings['proxy_cpu']} ivs-proxy serve`)"
+
+
+def workers_section(results: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
+    """`--workers N`: how the requests spread, and what they cost summed over the processes."""
+    settings = results["settings"]
+    workers = settings.get("workers")
+    if not workers:
+        return []
+    out = [
+        f"## Workers (`serve --workers {workers}`)",
+        "",
+        ("Every CPU, memory and wait figure on this page is summed over the supervisor and its workers "
+         "(the process tree). *by worker* = access lines per worker index (the `worker` field), over all "
+         "repeats: how SO_REUSEPORT spread the load generator's connections. *req/s per core* = 1e6 / CPU "
+         "µs per request: a pool of N workers on N free cores serves about N times that. With one core "
+         "shared by the load generator, req/s itself cannot show that scaling (see the notes above); "
+         "compare CPU per request with a run without `--workers`."),
+        "",
+        "| scenario | c | proxy req/s | CPU/req, all processes | req/s per core | by worker | peak RSS, all processes |",
+        "|---|--:|--:|--:|--:|---|--:|",
+    ]
+    for r in rows:
+        spread = r["by_worker"]
+        served = sum(spread.values()) or 1
+        shares = ", ".join(f"w{k} {v:,} ({v / served:.0%})" for k, v in spread.items()) or "-"
+        out.append(f"| {r['scenario']} | {r['c']} | {r['proxy_rps']:,.0f} | {r['cpu_us']:.0f} us | "
+                   f"{r['capacity']:,.0f} | {shares} | {r['peak_rss_mib']:.1f} MiB |")
+    return [*out, ""]
+
+
+def instructions_section(results: dict[str, Any]) -> list[str]:
+    """Where a request's instructions go (benchmarks/icount.py), and what they cost here."""
+    steps = results.get("instructions")
+    if not steps:
+        return []
+    total = steps[-1]["instructions"]
+    out = ["## Where the instructions go", "",
+           ("Instructions the proxy executes per PutMetadata at c=1, counted by valgrind (`benchmarks/icount.py "
+            "--decompose`; repeatable to ~0.1 %, unlike CPU time on this machine). Each row runs the proxy with one "
+            "more layer of the request path switched on (`benchmarks/variants/launch.py` decompositions):"), "",
+           "| layer | instructions / request | added by this layer | share of the full request |",
+           "|---|--:|--:|--:|"]
+    previous = 0
+    for step in steps:
+        count = step["instructions"]
+        out.append(f"| {step['what']} | {count:,} | {count - previous:,} | {100 * (count - previous) / total:.0f} % |")
+        previous = count
+    # Instructions per request hardly change with concurrency (icount.py: c=1 and c=16 within
+    # 1 %); CPU time does, so the cost of one instruction is taken where throughput is judged.
+    loaded = [r["cpu_us"] for r in aggregate(results) if r["scenario"] == "PutMetadata" and r["c"] == 16]
+    if loaded:
+        ns_per_instruction = loaded[0] * 1000 / total
+        rps = TARGETS["small_rps"]
+        budget = 1e9 / rps / ns_per_instruction
+        out += ["", (f"At the CPU time measured above for PutMetadata at c=16 ({loaded[0]:.0f} µs/request), one "
+                     f"instruction costs {ns_per_instruction:.2f} ns here, so {rps:,.0f} req/s on one core allows "
+                     f"about {budget:,.0f} instructions per request; aiohttp's server alone takes "
+                     f"{steps[0]['instructions']:,}, and its client with TLS about "
+                     f"{total - steps[-2]['instructions']:,} more (the last row, which also holds the retrier).")]
+    return out + [""]
 
 
 def _fmt_ms(value: float) -> str:
@@ -179,7 +256,7 @@ def render(results: dict[str, Any]) -> str:
         f"| CPU | {m['cpu_model']}, {m['cpus']} cores visible, {m['cpu_mhz']} MHz; flags: {m['cpu_flags_of_note']} |",
         f"| memory | {m['memory_gib']} GiB |",
         f"| kernel / OS | {m['kernel']} / {m['os']} |",
-        f"| pinning | proxy on core {settings['proxy_cpu']} (one worker: `taskset -c {settings['proxy_cpu']} ivs-proxy serve`); "
+        f"| pinning | {_pinning(settings)}; "
         f"upstream and load generator on core {settings['load_cpu']}; all at nice {settings.get('nice', 0)}"
         + (" (and the benchmark's scheduling autogroup too)" if settings.get("autogroup_nice") else "") + " |",
         f"| upstream | {m['upstream']} (TLS, keep-alive, one worker) |",
@@ -216,6 +293,7 @@ def render(results: dict[str, Any]) -> str:
         + ", ".join(f"{r['scenario']} c={r['c']} {r['log_bytes']:.0f} B/req" for r in rows if r["c"] == 1)
         + " written to stderr (a file here, as a container runtime would collect it).",
         "",
+        *workers_section(results, rows),
     ]
     startup = results.get("startup") or []
     if startup:
@@ -257,6 +335,7 @@ def render(results: dict[str, Any]) -> str:
             text = summary.read_text()
             table = text.split("## By component (innermost matching frame)", 1)[-1].split("##", 1)[0].strip()
             out += [table, ""]
+    out += instructions_section(results)
     out += [
         "## What would close the gaps",
         "",

@@ -3,6 +3,7 @@
     make bench                           # full run: 3 repeats x 5 s per point (~5 min)
     make bench BENCH_ARGS=--quick        # 1 repeat x 2 s per point (~1 min)
     make bench BENCH_ARGS="--profile"    # also record a py-spy profile at c=16 PutMetadata
+    benchmarks/run.py --quick --workers 2 --proxy-cpus 0,1 --output /tmp/w.md   # `serve --workers 2`
 
 What it does (see benchmarks/README.md): a throw-away CA and a TLS upstream (nginx when
 installed, else benchmarks/fallback_upstream.py) answering IVS-shaped responses, pinned to
@@ -14,18 +15,22 @@ directly against the upstream and through the proxy, back to back; then results.
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime
 import http.client
 import json
 import os
+import re
 import shutil
 import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Self
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -35,7 +40,7 @@ import payloads
 import procs
 import report
 from load import LoadGenerator
-from procs import RssSampler, core_busy_seconds, cpu_seconds, pinned, run_queue_wait_seconds
+from procs import core_busy_seconds, cpu_seconds, memory_kib, pinned, run_queue_wait_seconds
 from proxyproc import ProxyProcess, proxy_env
 from upstream import make_certificates, start_upstream
 
@@ -59,6 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scenarios", default=",".join(s.name for s in payloads.SCENARIOS))
     parser.add_argument("--output", type=Path, default=HERE / "results.md")
     parser.add_argument("--proxy-cpu", type=int, default=0)
+    parser.add_argument("--workers", type=int, help="run `ivs-proxy serve --workers N` (README: workers)")
+    parser.add_argument("--proxy-cpus", help="comma-separated cores for the proxy and its workers (default: --proxy-cpu)")
     parser.add_argument("--load-cpu", type=int, default=1, help="core for the upstream and the load generator")
     parser.add_argument("--fallback-upstream", action="store_true", help="use the bundled upstream even if nginx exists")
     parser.add_argument("--fallback-load", action="store_true", help="use the bundled load generator even if wrk exists")
@@ -69,6 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--nice", type=int, default=procs.default_nice(),
                         help="nice value for proxy, upstream and load (default -10 as root, else 0): "
                              "shields the pinned cores from other work on a shared machine")
+    parser.add_argument("--instructions", action=argparse.BooleanOptionalAction, default=None,
+                        help="count instructions per request layer by layer with valgrind (icount.py; ~2 min; "
+                             "default: on when valgrind is installed, off with --quick)")
     parser.add_argument("--keep-temp", action="store_true", help="keep the temp dir (certs, nginx conf, logs)")
     args = parser.parse_args(argv)
     procs.NICE = args.nice
@@ -76,6 +86,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.duration = args.duration or (2.0 if args.quick else 5.0)
     args.startups = args.startups or (3 if args.quick else 7)
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    args.proxy_cpus = [int(c) for c in (args.proxy_cpus or str(args.proxy_cpu)).split(",")]
+    args.proxy_cpu = args.proxy_cpus[0]  # the signing micro-benchmark's core
+    args.proxy_pin = ",".join(map(str, args.proxy_cpus))
+    if args.workers:
+        args.proxy_arg = [*args.proxy_arg, "--workers", str(args.workers)]
     by_name = {s.name: s for s in payloads.SCENARIOS}
     args.scenarios = [by_name[name] for name in args.scenarios.split(",")]
     return args
@@ -84,13 +99,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def check_cores(args: argparse.Namespace) -> list[str]:
     notes = []
     available = sorted(os.sched_getaffinity(0))
-    for cpu in (args.proxy_cpu, args.load_cpu):
+    for cpu in (*args.proxy_cpus, args.load_cpu):
         if cpu not in available:
-            raise SystemExit(f"core {cpu} is not available to this process (have {available}); use --proxy-cpu/--load-cpu")
-    if args.proxy_cpu == args.load_cpu:
-        notes.append("the proxy shares its core with the upstream and load generator")
-    if len(available) > 2:
-        notes.append(f"{len(available)} cores available; only cores {args.proxy_cpu} and {args.load_cpu} are used")
+            raise SystemExit(f"core {cpu} is not available to this process (have {available}); "
+                             "use --proxy-cpu/--proxy-cpus/--load-cpu")
+    if args.load_cpu in args.proxy_cpus:
+        notes.append(f"the proxy shares core {args.load_cpu} with the upstream and the load generator"
+                     + (": req/s cannot show the workers' scaling; CPU per request and the spread over "
+                        "workers can" if args.workers else ""))
+    if len(available) > len({*args.proxy_cpus, args.load_cpu}):
+        notes.append(f"{len(available)} cores available; only cores {args.proxy_pin} and {args.load_cpu} are used")
     if shutil.which("taskset") is None:
         raise SystemExit("taskset (util-linux) is required to pin processes")
     return notes
@@ -143,33 +161,106 @@ def launcher(args: argparse.Namespace) -> tuple[str, ...] | None:
 def measure_startup(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> list[dict[str, float]]:
     runs = []
     for i in range(args.startups):
-        proxy = ProxyProcess(env, args.proxy_cpu, tmp / f"startup-{i}.log", tuple(args.proxy_arg), launcher(args))
+        proxy = ProxyProcess(env, args.proxy_pin, tmp / f"startup-{i}.log", tuple(args.proxy_arg), launcher(args))
         proxy.start()
         time.sleep(0.5)
-        memory = proxy.memory_kib()
+        memory = tree_memory_kib(proxy.pid)
         runs.append({"listening_s": proxy.listening_s, "ready_s": proxy.ready_s, "idle_rss_kib": memory["VmRSS"]})
         proxy.stop()
     return runs
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants: with --workers, the supervisor and its workers."""
+    pids = [pid]
+    for parent in pids:
+        try:
+            for task in os.listdir(f"/proc/{parent}/task"):
+                with open(f"/proc/{parent}/task/{task}/children") as f:
+                    pids += [int(child) for child in f.read().split()]
+        except OSError:
+            pass  # gone meanwhile
+    return pids
+
+
+def _tree_sum(reading, pid: int) -> float:  # type: ignore[no-untyped-def]
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            total += reading(member)
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def tree_memory_kib(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM summed over the process tree (one process: its own figures)."""
+    totals = {"VmRSS": 0, "VmHWM": 0}
+    for member in process_tree(pid):
+        try:
+            for name, value in memory_kib(member).items():
+                totals[name] += value
+        except OSError:
+            pass
+    return totals
+
+
+class TreeRssSampler:
+    """Samples the process tree's summed VmRSS every `interval` seconds; `peak_kib` is the max."""
+
+    def __init__(self, pid: int, interval: float = 0.05) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.peak_kib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Self:
+        self.peak_kib = tree_memory_kib(self.pid)["VmRSS"]
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak_kib = max(self.peak_kib, tree_memory_kib(self.pid)["VmRSS"])
+
+
+WORKER_FIELD = re.compile(rb'"worker": (\d+)')
+
+
+def requests_by_worker(log_path: Path) -> dict[str, int]:
+    """Access lines per worker index (from the access log's `worker` field; {} for one process)."""
+    counts: collections.Counter[str] = collections.Counter()
+    with open(log_path, "rb") as log_file:
+        for line in log_file:
+            if b'"event": "request"' in line and (found := WORKER_FIELD.search(line)):
+                counts[found.group(1).decode()] += 1
+    return dict(sorted(counts.items()))
+
+
 def one_point(generator: LoadGenerator, url: str, body_file: Path, connections: int, duration: float,
-              proxy: ProxyProcess | None, proxy_cpu: int = 0) -> dict[str, object]:
+              proxy: ProxyProcess | None, proxy_cpus: tuple[int, ...] = (0,)) -> dict[str, object]:
     busy_before = core_busy_seconds()
     if proxy is None:
         result = generator.run(url, body_file, connections, duration)
         busy = {c: v - busy_before[c] for c, v in core_busy_seconds().items()}
         return {**asdict(result), "rps": result.rps, "core_busy_s": busy}
     proxy.truncate_log()
-    cpu_before = cpu_seconds(proxy.pid)
-    wait_before = run_queue_wait_seconds(proxy.pid)
-    with RssSampler(proxy.pid) as rss:
+    # Summed over the process tree: with --workers, the supervisor and every worker.
+    cpu_before = _tree_sum(cpu_seconds, proxy.pid)
+    wait_before = _tree_sum(run_queue_wait_seconds, proxy.pid)
+    with TreeRssSampler(proxy.pid) as rss:
         result = generator.run(url, body_file, connections, duration)
-    cpu = cpu_seconds(proxy.pid) - cpu_before
-    wait = run_queue_wait_seconds(proxy.pid) - wait_before
+    cpu = _tree_sum(cpu_seconds, proxy.pid) - cpu_before
+    wait = _tree_sum(run_queue_wait_seconds, proxy.pid) - wait_before
     busy = {c: v - busy_before[c] for c, v in core_busy_seconds().items()}
     log_bytes = proxy.log_path.stat().st_size
-    # Work on the proxy's core that was not the proxy: other tenants of a shared machine.
-    foreign = max(0.0, busy.get(proxy_cpu, 0.0) - cpu)
+    # Work on the proxy's cores that was not the proxy: other tenants of a shared machine.
+    foreign = max(0.0, sum(busy.get(c, 0.0) for c in proxy_cpus) - cpu)
     return {
         **asdict(result),
         "rps": result.rps,
@@ -182,6 +273,7 @@ def one_point(generator: LoadGenerator, url: str, body_file: Path, connections: 
         "proxy_cpu_util": cpu / result.duration_s if result.duration_s else 0.0,
         "peak_rss_kib": rss.peak_kib,
         "log_bytes_per_req": log_bytes / result.requests if result.requests else 0.0,
+        "requests_by_worker": requests_by_worker(proxy.log_path),
     }
 
 
@@ -247,6 +339,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
         "command": " ".join(["benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])]),
         "settings": {"repeats": args.repeats, "duration_s": args.duration, "concurrency": args.concurrency,
                      "proxy_cpu": args.proxy_cpu, "load_cpu": args.load_cpu, "proxy_args": args.proxy_arg,
+                     "workers": args.workers, "proxy_cpus": args.proxy_cpus,
                      "variant": args.variant, "startups": args.startups, "nice": args.nice,
                      "autogroup_nice": args.autogroup},
         "machine": machine.describe() | {"upstream": f"{upstream.kind} {upstream.version}",
@@ -259,10 +352,10 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
         results["signing"] = run_signing(args)
         log(f"start-to-ready x{args.startups}")
         results["startup"] = measure_startup(args, env, tmp)
-        proxy = ProxyProcess(env, args.proxy_cpu, tmp / "proxy.log", tuple(args.proxy_arg), launcher(args))
+        proxy = ProxyProcess(env, args.proxy_pin, tmp / "proxy.log", tuple(args.proxy_arg), launcher(args))
         proxy.start()
         time.sleep(1.0)
-        results["idle_memory_kib"] = proxy.memory_kib()
+        results["idle_memory_kib"] = tree_memory_kib(proxy.pid)
         preflight(args.scenarios, upstream.url, proxy.url, certs.ca_bundle)
         body_files = {s.name: upstream.docroot / f"{s.name}.request.json" for s in args.scenarios}
         log("warm-up")
@@ -276,7 +369,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
                     body = body_files[scenario.name]
                     direct = one_point(generator, upstream.url + scenario.path, body, connections, args.duration, None)
                     proxied = one_point(generator, proxy.url + scenario.path, body, connections, args.duration, proxy,
-                                        args.proxy_cpu)
+                                        tuple(args.proxy_cpus))
                     points.append({"repeat": repeat, "scenario": scenario.name, "small": scenario.small,
                                    "connections": connections, "direct": direct, "proxy": proxied})
                     log(f"r{repeat} {scenario.name:<13} c={connections:<3} direct {direct['rps']:>7.0f}/s "
@@ -284,21 +377,30 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
                         f"p50 {proxied['p50_ms']:.3f} p99 {proxied['p99_ms']:.3f} ms, "
                         f"{proxied['proxy_cpu_us_per_req']:.0f} us CPU/req, foreign {proxied['foreign_cpu_util'] * 100:.0f}%, "
                         f"rq wait {proxied['run_queue_wait_us_per_req']:.0f} us/req, "
-                        f"errors {proxied['errors']}")
+                        f"errors {proxied['errors']}"
+                        + (f", by worker {proxied['requests_by_worker']}" if args.workers else ""))
         results["points"] = points
         time.sleep(1.0)
-        results["after_load_memory_kib"] = proxy.memory_kib()
+        results["after_load_memory_kib"] = tree_memory_kib(proxy.pid)
         if args.profile:
             log(f"profiling c=16 PutMetadata for {args.profile_seconds:.0f} s")
             results["profile"] = run_profile(args, generator, proxy, body_files["PutMetadata"])
     finally:
         if proxy is not None:
             proxy.stop()
+            proxy = None
         upstream.stop()
         if not args.keep_temp:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             log(f"kept {tmp}")
+    if args.instructions is None:
+        args.instructions = shutil.which("valgrind") is not None and not args.quick
+    if args.instructions:
+        import icount
+
+        log("instructions per request, layer by layer (valgrind, ~30 s a layer)")
+        results["instructions"] = icount.decomposition()
     results["wall_s"] = time.monotonic() - started
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")

@@ -3,30 +3,38 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import functools
 import gc
 import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-import botocore
-import structlog
-from aiohttp import web
+from proxy.startup import quick_imports
 
-from proxy import __version__
-from proxy.app import build_proxy, credential_source_for
-from proxy.catalog import SERVICE_MOUNTS, Catalog
-from proxy.config import ProxyConfig, check_exposure, load_config
-from proxy.credentials import LONG_LIVED_MESSAGE, utc_now
-from proxy.devmode import add_dev_command, run_dev
-from proxy.errors import ConfigError
-from proxy.listener import drain_and_close, start_listener
-from proxy.logs import configure_logging
-from proxy.policy import PolicySet
-from proxy.server import STATE
-from proxy.tls import server_context
+with quick_imports():  # ~80 ms less start-up: see proxy/startup.py
+    import asyncio
+
+    import botocore
+    import structlog
+    from aiohttp import web
+
+    from proxy import __version__
+    from proxy.app import build_proxy, credential_source_for
+    from proxy.catalog import SERVICE_MOUNTS, Catalog
+    from proxy.config import ProxyConfig, check_exposure, load_config
+    from proxy.credentials import LONG_LIVED_MESSAGE, utc_now
+    from proxy.devmode import add_dev_command, run_dev
+    from proxy.errors import ConfigError
+    from proxy.listener import bound_port, drain_and_close, start_listener
+    from proxy.logs import configure_logging
+    from proxy.policy import PolicySet
+    from proxy.server import STATE
+    from proxy.tls import server_context
+
+if TYPE_CHECKING:
+    from proxy.workers import WorkerRole
 
 EXIT_CONFIG = 2
 
@@ -46,6 +54,7 @@ examples:
   ivs-proxy serve                                  # loopback, region from AWS_REGION
   ivs-proxy serve --config config/sidecar.yaml --log-format console
   ivs-proxy serve --config config/gateway.yaml     # shared gateway (needs auth:)
+  ivs-proxy serve --workers auto                   # one worker process per CPU (README: workers)
   AWS_ENDPOINT_URL=http://127.0.0.1:5000 ivs-proxy serve --region us-west-2""",
     "routes": """examples:
   ivs-proxy routes
@@ -89,6 +98,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-format", choices=("json", "console"))
     serve.add_argument("--drain-delay", type=float, metavar="SECONDS",
                        help="on SIGTERM, keep accepting this long before draining (default 5; shutdown.drain_delay_seconds)")
+    serve.add_argument("--workers", metavar="N|auto",
+                       help="worker processes sharing the data port under one supervisor (default 1; workers)")
+    # Set by the supervisor of `--workers N` on the processes it starts (proxy/workers.py).
+    serve.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--worker-status-fd", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)
 
     routes = _command(commands, "routes", "print every routable operation")
     routes.add_argument("--config", help="YAML config file")
@@ -119,6 +134,7 @@ def _config(args: argparse.Namespace) -> ProxyConfig:
         "log.level": getattr(args, "log_level", None),
         "log.format": getattr(args, "log_format", None),
         "shutdown.drain_delay_seconds": getattr(args, "drain_delay", None),
+        "workers": getattr(args, "workers", None),
     }
     return load_config(getattr(args, "config", None), overrides)
 
@@ -127,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "serve":
-            return serve(_config(args))
+            return serve(_config(args), config_file=args.config, worker=_worker_role(args))
         if args.command == "routes":
             return print_routes(_config(args))
         if args.command == "whoami":
@@ -190,11 +206,38 @@ def policy_check(config: ProxyConfig, caller: str, action: str, resources: list[
     return 0 if decision.allowed else 1
 
 
-def serve(config: ProxyConfig) -> int:
+def serve(config: ProxyConfig, *, config_file: str | None = None, worker: WorkerRole | None = None) -> int:
     configure_logging(config.log.level, config.log.format)
+    if worker is not None:
+        return _serve_as_worker(config, worker)
+    from proxy.workers import resolve_workers, supervise
+
+    workers = resolve_workers(config.workers)
+    if workers > 1:
+        return supervise(config, workers, config_file)
     proxy = build_proxy(config, os.environ)
     with asyncio.Runner(loop_factory=fast_event_loop_factory()) as runner:
         runner.run(_run(proxy.data_app, proxy.admin_app, config))
+    return 0
+
+
+def _worker_role(args: argparse.Namespace) -> WorkerRole | None:
+    if args.worker_index is None:
+        return None
+    from proxy.workers import WorkerRole
+
+    return WorkerRole(args.worker_index, args.worker_status_fd, args.supervisor_pid)
+
+
+def _serve_as_worker(config: ProxyConfig, worker: WorkerRole) -> int:
+    """One of `--workers N`: the same proxy, sharing the data port (proxy/workers.py)."""
+    worker.enter()
+    proxy = build_proxy(config, os.environ)
+    drain = proxy.state.drain
+    proxy.data_app.cleanup_ctx.append(worker.upkeep(proxy.state.metrics, drain.request_stop))
+    with asyncio.Runner(loop_factory=fast_event_loop_factory()) as runner:
+        runner.run(_run(proxy.data_app, proxy.admin_app, config, reuse_port=True,
+                        on_listening=worker.report_listening))
     return 0
 
 
@@ -207,9 +250,11 @@ def fast_event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop  # type: ignore[no-any-return]
 
 
-async def _run(data_app: web.Application, admin_app: web.Application, config: ProxyConfig) -> None:
+async def _run(data_app: web.Application, admin_app: web.Application, config: ProxyConfig, *,
+               reuse_port: bool = False, on_listening: Callable[[int], None] | None = None) -> None:
     """Serve until a stop request, then drain (proxy/drain.py): SIGTERM drains fully; SIGINT
-    and `POST /quitquitquit` skip the delay; a second request of any kind hurries it."""
+    and `POST /quitquitquit` skip the delay; a second request of any kind hurries it.
+    A worker of `--workers N` shares the data port (`reuse_port`) and hears of the admin port."""
     log = structlog.get_logger("ivs_proxy")
     state = data_app[STATE]
     drain = state.drain
@@ -219,13 +264,15 @@ async def _run(data_app: web.Application, admin_app: web.Application, config: Pr
     refused = state.metrics.rejected
     listen = functools.partial(start_listener, limits=config.limits, on_refused=lambda r: refused.labels(r).inc())
     # The data app first: its start-up refuses long-lived keys (exit 2) before anything listens.
-    data = await listen(data_app, config.listen, ssl_context=server_context(config.tls))
+    data = await listen(data_app, config.listen, ssl_context=server_context(config.tls), reuse_port=reuse_port)
     try:
         admin = await listen(admin_app, config.admin_listen, key="admin_listen")  # plain HTTP for probes
     except BaseException:
         await data.cleanup()
         raise
     log.info("listening", listen=config.listen, admin_listen=config.admin_listen)
+    if on_listening is not None:
+        on_listening(bound_port(admin))
     # Everything built so far (models, validators, endpoint data) lives as long as the
     # process: move it out of the collector's way so collections stay short.
     gc.collect()

@@ -356,8 +356,12 @@ class ProxyConfig:
     policy: PolicyConfig = PolicyConfig()
     rate_limits: RateLimitsConfig = RateLimitsConfig()
     redis: RedisConfig = RedisConfig()
+    # Processes serving `listen` (README.md, "Operating it"): 1, N, or "auto" (the CPUs this
+    # process may use). Kept as given; `proxy/workers.py` resolves "auto" when serving.
+    workers: int | str = 1
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "workers", parse_workers(self.workers))
         _check_access(self)
         for key, value in (("listen", self.listen), ("admin_listen", self.admin_listen)):
             parse_host_port(value, key)
@@ -374,6 +378,20 @@ class ProxyConfig:
         for key in ("connect_timeout_seconds", "read_timeout_seconds"):
             if getattr(self.upstream, key) <= 0:
                 raise ConfigError(f"upstream.{key}", "must be positive")
+
+
+#: More workers than this is a typo, not a machine: each one is a whole proxy (~70 MiB).
+MAX_WORKERS = 256
+
+
+def parse_workers(value: int | str) -> int | str:
+    """`workers`: a count from 1 to MAX_WORKERS, or "auto"; a count given as text (a flag) becomes an int."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    count = int(value) if isinstance(value, str) and value.strip().isdigit() else value
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_WORKERS:
+        raise ConfigError("workers", f"must be a whole number from 1 to {MAX_WORKERS}, or auto; not {value!r}")
+    return count
 
 
 def parse_host_port(value: str, key: str = "listen") -> tuple[str, int]:
@@ -465,7 +483,16 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value, key)
+        # Each type in turn (`int | str` takes 3 as an int, "auto" as a string); when none
+        # fits, the first type's complaint is the clearest.
+        first_error: ConfigError | None = None
+        for candidate in inner:
+            try:
+                return _coerce(candidate, value, key)
+            except ConfigError as exc:
+                first_error = first_error or exc
+        assert first_error is not None
+        raise first_error
     if origin is tuple:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]

@@ -111,8 +111,10 @@ async def start_listener(
     on_refused: Refused | None = None,
     ssl_context: ssl.SSLContext | None = None,
     key: str = "listen",
+    reuse_port: bool = False,
 ) -> web.AppRunner:
-    """Start `app` (its startup and cleanup contexts included) listening on `address`."""
+    """Start `app` (its startup and cleanup contexts included) listening on `address`;
+    `reuse_port`: beside other processes on the same address (SO_REUSEPORT, `workers:`)."""
     runner = _GuardedRunner(
         app,
         access_log=None,
@@ -126,7 +128,7 @@ async def start_listener(
     await runner.setup()
     host, port = parse_host_port(address, key)
     try:
-        await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
+        await web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_port=reuse_port or None).start()
     except BaseException:
         await runner.cleanup()
         raise
