@@ -95,3 +95,14 @@ def test_returning_freed_memory_is_harmless_without_glibc(monkeypatch: pytest.Mo
 
     monkeypatch.setattr(ctypes, "CDLL", no_libc)
     return_freed_memory()
+
+
+def test_a_proxy_started_from_flags_does_not_load_yaml() -> None:
+    # PyYAML is only for config files; a sidecar configured by flags and env skips it.
+    probe = ("import sys, os; from proxy.cli import _config, _parser; from proxy.app import build_proxy; "
+             "build_proxy(_config(_parser().parse_args(['serve'])), {'AWS_REGION': 'us-west-2'}); "
+             "print('yaml' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         env={"PATH": "/usr/bin:/bin", "AWS_REGION": "us-west-2",
+                              "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"})
+    assert out.stdout.strip().splitlines()[-1] == "False"
