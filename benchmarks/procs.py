@@ -8,6 +8,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from typing import Self
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -152,17 +153,20 @@ def memory_kib(pid: int) -> dict[str, int]:
 
 
 class RssSampler:
-    """Samples VmRSS every `interval` seconds on a thread; `peak_kib` is the max seen."""
+    """Samples VmRSS every `interval` seconds on a thread; `peak_kib` is the max seen.
+    `read` gives the figures of `pid` (default: its own; run.py passes a whole-tree reader)."""
 
-    def __init__(self, pid: int, interval: float = 0.05) -> None:
+    def __init__(self, pid: int, interval: float = 0.05,
+                 read: Callable[[int], dict[str, int]] = memory_kib) -> None:
         self.pid = pid
         self.interval = interval
         self.peak_kib = 0
+        self._read = read
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> Self:
-        self.peak_kib = memory_kib(self.pid)["VmRSS"]
+        self.peak_kib = self._read(self.pid)["VmRSS"]
         self._thread.start()
         return self
 
@@ -173,7 +177,7 @@ class RssSampler:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                self.peak_kib = max(self.peak_kib, memory_kib(self.pid)["VmRSS"])
+                self.peak_kib = max(self.peak_kib, self._read(self.pid)["VmRSS"])
             except OSError:
                 return
 

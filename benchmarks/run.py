@@ -27,11 +27,9 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Self
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -41,7 +39,14 @@ import payloads
 import procs
 import report
 from load import LoadGenerator
-from procs import core_busy_seconds, cpu_seconds, memory_kib, pinned, run_queue_wait_seconds
+from procs import (
+    RssSampler,
+    core_busy_seconds,
+    cpu_seconds,
+    memory_kib,
+    pinned,
+    run_queue_wait_seconds,
+)
 from proxyproc import ProxyProcess, proxy_env
 from upstream import make_certificates, start_upstream
 
@@ -206,30 +211,6 @@ def tree_memory_kib(pid: int) -> dict[str, int]:
     return totals
 
 
-class TreeRssSampler:
-    """Samples the process tree's summed VmRSS every `interval` seconds; `peak_kib` is the max."""
-
-    def __init__(self, pid: int, interval: float = 0.05) -> None:
-        self.pid = pid
-        self.interval = interval
-        self.peak_kib = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Self:
-        self.peak_kib = tree_memory_kib(self.pid)["VmRSS"]
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.peak_kib = max(self.peak_kib, tree_memory_kib(self.pid)["VmRSS"])
-
-
 WORKER_FIELD = re.compile(rb'"worker": (\d+)')
 
 
@@ -254,7 +235,7 @@ def one_point(generator: LoadGenerator, url: str, body_file: Path, connections: 
     # Summed over the process tree: with --workers, the supervisor and every worker.
     cpu_before = _tree_sum(cpu_seconds, proxy.pid)
     wait_before = _tree_sum(run_queue_wait_seconds, proxy.pid)
-    with TreeRssSampler(proxy.pid) as rss:
+    with RssSampler(proxy.pid, read=tree_memory_kib) as rss:
         result = generator.run(url, body_file, connections, duration)
     cpu = _tree_sum(cpu_seconds, proxy.pid) - cpu_before
     wait = _tree_sum(run_queue_wait_seconds, proxy.pid) - wait_before
