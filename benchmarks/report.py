@@ -145,6 +145,50 @@ def instructions_section(results: dict[str, Any]) -> list[str]:
     return out + [""]
 
 
+def why_missed(results: dict[str, Any], rows: list[dict[str, Any]],
+               targets: list[tuple[str, str, str, str]]) -> list[str]:
+    """The reason behind each kind of missed target, from this run's own figures."""
+    missed = {name.split(",")[0] for name, _, _, verdict in targets if verdict.startswith("**missed")}
+    if not missed:
+        return []
+    out = ["", "Why the misses:", ""]
+    steps = results.get("instructions")
+    cpu = {(r["scenario"], r["c"]): r["cpu_us"] for r in rows}
+    if missed & {"added p50", "added p99", "req/s"}:
+        line = (f"- **Latency and throughput** are CPU: at c=1 the proxy's core is busy for "
+                f"{cpu.get(('PutMetadata', 1), float('nan')):.0f} µs of every PutMetadata, and from c=16 on the core "
+                f"is saturated (100 % busy), so requests/s = 1 / CPU per request")
+        if steps:
+            server, total = steps[0]["instructions"], steps[-1]["instructions"]
+            client = total - steps[-2]["instructions"]
+            line += (f". Of {total:,} instructions per request, aiohttp's bare server takes {server:,} and the "
+                     f"upstream round trip (aiohttp's client with TLS, and the retrier around it) {client:,}: together "
+                     f"{100 * (server + client) / total:.0f} % (\"Where the instructions go\")")
+            loaded = cpu.get(("PutMetadata", 16))
+            if loaded:
+                budget = 1e9 / TARGETS["small_rps"] / (loaded * 1000 / total)
+                if server + client > budget:
+                    line += (f". Those two alone exceed the ~{budget:,.0f} instructions that "
+                             f"{TARGETS['small_rps']:,.0f} req/s allows here, so no cut in the proxy's own code "
+                             "reaches the target: it needs aiohttp off the hot path, a stack change that needs a "
+                             "decision first")
+        out.append(line + ".")
+    if "p99 growth c=1->16" in missed or "p99 growth c=16->64" in missed:
+        spreads = [max(r["p99_by_repeat"].values()) / min(r["p99_by_repeat"].values())
+                   for r in rows if r["c"] >= 16 and len(r["p99_by_repeat"]) > 1 and min(r["p99_by_repeat"].values())]
+        spread = f"; the same point's p99 varied up to {max(spreads):.1f}x between repeats here" if spreads else ""
+        out.append("- **p99 growth**: from c=16 on the core is saturated, so added latency is time queued behind "
+                   f"a full core and p99 is the tail of that queue{spread}. Less CPU per request is the lever.")
+    if "start to ready" in missed:
+        out.append("- **Start to ready**: importing aiohttp, botocore and the proxy takes most of it "
+                   "(`benchmarks/startup_breakdown.py`: build ~45 ms, imports ~0.4-0.55 s on this machine); "
+                   "botocore's session (credential chain) and aiohttp's client are needed before the first "
+                   "signature.")
+    if {"idle RSS (after ready)", "RSS under load (peak"} & missed:
+        out.append("- **Memory**: `benchmarks/footprint.py` breaks RSS down by phase.")
+    return out
+
+
 def _fmt_ms(value: float) -> str:
     return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
 
@@ -270,8 +314,10 @@ def render(results: dict[str, Any]) -> str:
     if results.get("notes"):
         out.append("")
     out += ["## Targets", "", "| target | limit | measured | verdict |", "|---|---|---|---|"]
-    for name, limit, measured, verdict in target_rows(results, rows):
+    targets = target_rows(results, rows)
+    for name, limit, measured, verdict in targets:
         out.append(f"| {name} | {limit} | {measured} | {verdict} |")
+    out += why_missed(results, rows, targets)
     out += [
         "",
         "## Load results (full pipeline, production settings)",
