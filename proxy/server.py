@@ -56,21 +56,26 @@ class MetricChildren:
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
-        self._by_outcome: dict[tuple[str, str, int], tuple[Counter, Histogram, Histogram]] = {}
+        self._answered: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._upstream: dict[tuple[str, str], Histogram] = {}
         self._rejected: dict[str, Counter] = {}
 
-    def for_operation(self, service: str, operation: str, status: int) -> tuple[Counter, Histogram, Histogram]:
-        """(requests, request duration, upstream duration) of this operation and status."""
+    def answered(self, service: str, operation: str, status: int) -> tuple[Counter, Histogram]:
+        """(requests, request duration) of this operation and status."""
         key = (service, operation, status)
-        children = self._by_outcome.get(key)
+        children = self._answered.get(key)
         if children is None:
             m = self._metrics
-            children = self._by_outcome[key] = (
-                m.requests.labels(service, operation, str(status)),
-                m.request_duration.labels(service, operation),
-                m.upstream_duration.labels(service, operation),
-            )
+            children = self._answered[key] = (m.requests.labels(service, operation, str(status)),
+                                              m.request_duration.labels(service, operation))
         return children
+
+    def upstream_duration(self, service: str, operation: str) -> Histogram:
+        # Only once a call reached AWS: a refused request must not create an empty series.
+        child = self._upstream.get((service, operation))
+        if child is None:
+            child = self._upstream[service, operation] = self._metrics.upstream_duration.labels(service, operation)
+        return child
 
     def rejected(self, reason: str) -> Counter:
         child = self._rejected.get(reason)
@@ -221,7 +226,7 @@ def record_request(request: web.Request, response: web.StreamResponse, seconds: 
         service = operation = UNKNOWN
     error: ProxyError | None = request.get(ERROR)
     status = response.status
-    answered, duration, upstream_duration = children.for_operation(service, operation, status)
+    answered, duration = children.answered(service, operation, status)
     answered.inc()
     duration.observe(seconds)
     line: dict[str, object] = {
@@ -234,7 +239,7 @@ def record_request(request: web.Request, response: web.StreamResponse, seconds: 
             line["caller"] = exchange.caller.name
         line["region"] = exchange.region or None
         line["bytes_in"] = len(exchange.request.body)
-        _record_exchange(exchange, upstream_duration, state.metrics, line)
+        _record_exchange(exchange, children, state.metrics, line)
     if isinstance(error, UpstreamError):
         state.metrics.upstream_errors.labels(error.kind).inc()
         line["upstream_error"] = error.kind
@@ -244,14 +249,15 @@ def record_request(request: web.Request, response: web.StreamResponse, seconds: 
     ACCESS_LOG.write(request[REQUEST_ID], line)
 
 
-def _record_exchange(exchange: Exchange, upstream_duration: Histogram, metrics: Metrics,
+def _record_exchange(exchange: Exchange, children: MetricChildren, metrics: Metrics,
                      line: dict[str, object]) -> None:
     if exchange.attempts:
         line["attempts"] = exchange.attempts
         for reason in exchange.retried:
             metrics.retries.labels(reason).inc()
     if exchange.upstream_seconds:
-        upstream_duration.observe(exchange.upstream_seconds)
+        operation = exchange.operation
+        children.upstream_duration(operation.service.name, operation.name).observe(exchange.upstream_seconds)
         line["upstream_ms"] = round(exchange.upstream_seconds * 1000, 3)
     if exchange.signing_seconds:
         metrics.signing_duration.observe(exchange.signing_seconds)
