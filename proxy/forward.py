@@ -119,6 +119,8 @@ class Upstream:
             ),
             # Cookies from AWS must not leak from one caller to the next.
             cookie_jar=aiohttp.DummyCookieJar(),
+            # Given once here rather than per request: aiohttp re-normalises a per-request list.
+            skip_auto_headers=_NO_AUTO_HEADERS,
         )
 
     async def close(self) -> None:
@@ -141,7 +143,6 @@ class Upstream:
                     target,
                     headers=headers,
                     data=body if body else None,
-                    skip_auto_headers=_NO_AUTO_HEADERS,
                     allow_redirects=False,
                 )
                 try:
