@@ -1,6 +1,6 @@
 """`make bench`: the ivs-proxy benchmark, end to end, in one command.
 
-    make bench                           # full run: 3 repeats x 5 s per point (~5 min)
+    make bench                           # full run: 3 repeats x 5 s per point (~7 min with valgrind)
     make bench BENCH_ARGS=--quick        # 1 repeat x 2 s per point (~1 min)
     make bench BENCH_ARGS="--profile"    # also record a py-spy profile at c=16 PutMetadata
     benchmarks/run.py --quick --workers 2 --proxy-cpus 0,1 --output /tmp/w.md   # `serve --workers 2`
