@@ -75,6 +75,9 @@ async def test_metrics_count_exactly_what_happened(aiohttp_client, recording) ->
     assert sum(v for (n, _), v in got.items() if n == "ivs_proxy_rejected_total") == 2
     assert value("ivs_proxy_request_duration_seconds_count", service="ivs", operation="ListChannels") == 4
     assert value("ivs_proxy_upstream_duration_seconds_count", service="ivs", operation="ListChannels") == 3
+    # Refused before reaching AWS: the unknown path leaves no (empty) upstream series behind.
+    assert {dict(labels).get("operation") for name, labels in got if name.startswith("ivs_proxy_upstream_duration")} \
+        == {"ListChannels", "GetChannel"}
     assert value("ivs_proxy_signing_duration_seconds_count") == 4
     assert value("ivs_proxy_inflight_requests") == 0
     assert value("ivs_proxy_credentials_expiry_timestamp_seconds") > 1.7e9
