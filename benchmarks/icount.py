@@ -139,7 +139,10 @@ def instructions_per_request(*, scenario: payloads.Scenario, concurrency: list[i
         proxy = ProxyProcess(env, 0, tmp / "proxy.log", serve_args, launcher)
         try:
             proxy.start(timeout=300)
-            return {c: round(count(proxy, out_file, request, c, requests, keep_dump) / requests) for c in concurrency}
+            # Each connection sends the same number, so the count is a multiple of c.
+            counted = {c: requests // c * c for c in concurrency}
+            return {c: round(count(proxy, out_file, request, c, counted[c], keep_dump) / counted[c])
+                    for c in concurrency}
         finally:
             proxy.stop()
             upstream.stop()
