@@ -73,9 +73,11 @@ def sdk_ca_bundle(config: ProxyConfig, env: Mapping[str, str], profile: str | No
     return config_session(env, profile).get_config_variable("ca_bundle") or None
 
 
-def botocore_session(profile: str | None) -> botocore.session.Session:
-    session = botocore.session.Session(profile=profile)
-    return session
+def credential_chain_session(profile: str | None) -> botocore.session.Session:
+    """The session the credential providers run in: unlike `regions.botocore_session` (config
+    reads only), they make calls (STS, SSO), so it has botocore's handlers and reads the
+    process environment, exactly as an SDK would."""
+    return botocore.session.Session(profile=profile)
 
 
 def build_proxy(
@@ -144,7 +146,7 @@ def credential_source_for(config: ProxyConfig, env: Mapping[str, str]) -> tuple[
     """The configured credential source, and how to ask STS whose credentials they are."""
     profile = config.credentials.profile or env.get("AWS_PROFILE")
     region = default_region(config.region, env, profile)
-    source = source_from_config(config.credentials, botocore_session(profile), region=region, services=config.services)
+    source = source_from_config(config.credentials, credential_chain_session(profile), region=region, services=config.services)
     # Like the chain's session, the lookup reads the process environment, as an SDK would.
     return source, CallerIdentity(os.environ, profile, region)
 

@@ -23,7 +23,7 @@ import structlog
 from aiohttp import web
 
 from proxy import __version__
-from proxy.app import botocore_session, build_proxy, credential_source_for
+from proxy.app import build_proxy, credential_chain_session, credential_source_for
 from proxy.broker import (
     Broker,
     create_broker_app,
@@ -183,7 +183,7 @@ def _sources(dev: DevPlan, env: Mapping[str, str]) -> tuple[CredentialSource, Cr
         return proxy_source, None
     assert config.credentials.role_arn is not None  # plan() saw to it
     broker_source = narrowed_role_source(
-        botocore_session(dev.profile),
+        credential_chain_session(dev.profile),
         config.credentials.role_arn,
         config.services,
         region=default_region(config.region, env, dev.profile),
