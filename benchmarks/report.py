@@ -369,7 +369,7 @@ def render(results: dict[str, Any]) -> str:
             ("µs per signature of the benchmark's PutMetadata (session token, content-type), timeit, median of 7 "
             "batches (min in brackets), pinned to the proxy core:"),
             "",
-            (f"- `proxy.signing.SigV4Signer.sign`: **{signing['proxy_us'][0]:.1f} µs** ({signing['proxy_us'][1]:.1f}); "
+            (f"- `proxy.aws.signing.SigV4Signer.sign`: **{signing['proxy_us'][0]:.1f} µs** ({signing['proxy_us'][1]:.1f}); "
             f"every call in a new second (date-string cache miss): {signing['proxy_new_second_us'][0]:.1f} µs"),
             (f"- botocore `SigV4Auth.add_auth` (with `AWSRequest` construction): {signing['botocore_us'][0]:.1f} µs "
             f"({signing['botocore_us'][1]:.1f})"),

@@ -1,4 +1,4 @@
-"""Signing cost: proxy.signing.SigV4Signer.sign vs botocore's SigV4Auth, µs per signature.
+"""Signing cost: proxy.aws.signing.SigV4Signer.sign vs botocore's SigV4Auth, µs per signature.
 
 Run pinned to the proxy's core (run.py does that) while nothing else runs there. The
 request is the benchmark's PutMetadata as the proxy signs it (wire path, content-type,
@@ -18,7 +18,7 @@ from botocore.credentials import Credentials
 from payloads import PUT_METADATA
 from proxyproc import ACCESS_KEY, SECRET_KEY, SESSION_TOKEN
 
-from proxy.signing import FrozenCredentials, SigV4Signer
+from proxy.aws.signing import FrozenCredentials, SigV4Signer
 
 HOST = "ivs.us-west-2.amazonaws.com"
 

@@ -33,11 +33,11 @@ from proxyproc import ACCESS_KEY, SECRET_KEY, SESSION_TOKEN
 from upstream import make_certificates, start_upstream
 
 from proxy.app import build_proxy
+from proxy.aws.credentials import CredentialSnapshot, utc_now
+from proxy.aws.signing import FrozenCredentials
+from proxy.aws.upstream import Upstream
 from proxy.config import load_config
-from proxy.credentials import CredentialSnapshot, utc_now
-from proxy.forward import Upstream
 from proxy.pipeline import Exchange, IncomingRequest
-from proxy.signing import FrozenCredentials
 
 WRK_HEADERS = (
     ("Host", "127.0.0.1:8080"),
@@ -91,7 +91,7 @@ def stage_costs(upstream_url: str) -> dict[str, dict[str, float]]:
 def access_log_cost(directory: Path) -> float:
     import structlog
 
-    from proxy.logs import configure_logging
+    from proxy.observe.logs import configure_logging
 
     with open(directory / "access.log", "w") as sink:
         configure_logging("info", "json", sink)

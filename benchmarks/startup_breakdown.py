@@ -28,8 +28,8 @@ import proxy.cli
 t1 = time.perf_counter()
 r1 = rss()
 from proxy.config import load_config
-from proxy.catalog import Catalog
-from proxy.endpoints import EndpointTable
+from proxy.model.catalog import Catalog
+from proxy.aws.endpoints import EndpointTable
 from proxy.app import allowed_regions, build_proxy
 config = load_config(None)
 t2 = time.perf_counter()

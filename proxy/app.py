@@ -12,18 +12,21 @@ import botocore.session
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from proxy.auth import Authenticator
-from proxy.catalog import Catalog
+from proxy.aws.credential_sources import CallerIdentity, source_from_config
+from proxy.aws.credentials import Clock, CredentialSource, CredentialStore, IdentityLookup, utc_now
+from proxy.aws.endpoints import EndpointTable
+from proxy.aws.regions import RegionChooser, default_region, offered_regions
+from proxy.aws.regions import botocore_session as config_session
+from proxy.aws.retries import Retrier
+from proxy.aws.upstream import Upstream
 from proxy.config import ProxyConfig, check_exposure
-from proxy.credential_sources import CallerIdentity, source_from_config
-from proxy.credentials import Clock, CredentialSource, CredentialStore, IdentityLookup, utc_now
-from proxy.endpoints import EndpointTable
 from proxy.errors import ConfigError
-from proxy.forward import Upstream
-from proxy.gateway import build_gateway
-from proxy.headers import HeaderOptions, HeaderPolicy
-from proxy.limits import Admission
-from proxy.metrics import Metrics
+from proxy.gateway.auth import Authenticator
+from proxy.gateway.wiring import build_gateway
+from proxy.model.catalog import Catalog
+from proxy.model.headers import HeaderOptions, HeaderPolicy
+from proxy.model.validate import ValidationOptions
+from proxy.observe.metrics import Metrics
 from proxy.pipeline import (
     CheckHeaders,
     ChooseEndpoint,
@@ -33,12 +36,10 @@ from proxy.pipeline import (
     Stage,
     ValidateInput,
 )
-from proxy.regions import RegionChooser, default_region, offered_regions
-from proxy.regions import botocore_session as config_session
-from proxy.retries import Retrier
-from proxy.server import ProxyState, create_admin_app, create_data_app
+from proxy.serve.limits import Admission
+from proxy.serve.server import ProxyState, create_admin_app, create_data_app
+from proxy.serve.tls import peer_certificate, server_context
 from proxy.startup import return_freed_memory
-from proxy.validate import ValidationOptions
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ def build_proxy(
         source, clock=clock, allow_long_lived=config.credentials.allow_long_lived_credentials, identify=identify
     )
     metrics = observe_credentials(Metrics(registry), credentials)
+    server_context(config.tls)  # a bad certificate or key stops start-up here, not at bind
     gateway = build_gateway(config, env, catalog, metrics, clock)
     head_stages: tuple[Stage, ...] = (
         *gateway.head,
@@ -125,7 +127,8 @@ def build_proxy(
     # First, so that refused long-lived keys stop start-up before anything else opens.
     data_app.cleanup_ctx.insert(0, _credential_refresh(credentials))
     data_app.cleanup_ctx.extend(gateway.contexts)
-    data_app.middlewares.extend(gateway.middlewares)
+    if gateway.needs_peer_certificate:
+        data_app.middlewares.append(peer_certificate)
     proxy = Proxy(config, catalog, state, data_app, create_admin_app(state), gateway.authenticator)
     return_freed_memory()
     return proxy

@@ -22,19 +22,19 @@ with quick_imports():  # ~80 ms less start-up: see proxy/startup.py
 
     from proxy import __version__
     from proxy.app import build_proxy, credential_source_for
-    from proxy.catalog import SERVICE_MOUNTS, Catalog
+    from proxy.aws.credentials import LONG_LIVED_MESSAGE, utc_now
     from proxy.config import ProxyConfig, check_exposure, load_config
-    from proxy.credentials import LONG_LIVED_MESSAGE, utc_now
-    from proxy.devmode import add_dev_command, run_dev
+    from proxy.dev.devmode import add_dev_command, run_dev
     from proxy.errors import ConfigError
-    from proxy.listener import bound_port, drain_and_close, start_listener
-    from proxy.logs import configure_logging
+    from proxy.model.catalog import SERVICE_MOUNTS, Catalog
+    from proxy.observe.logs import configure_logging
     from proxy.policy import PolicySet
-    from proxy.server import STATE
-    from proxy.tls import server_context
+    from proxy.serve.listener import bound_port, drain_and_close, start_listener
+    from proxy.serve.server import STATE
+    from proxy.serve.tls import server_context
 
 if TYPE_CHECKING:
-    from proxy.workers import WorkerRole
+    from proxy.serve.workers import WorkerRole
 
 EXIT_CONFIG = 2
 
@@ -100,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="on SIGTERM, keep accepting this long before draining (default 5; shutdown.drain_delay_seconds)")
     serve.add_argument("--workers", metavar="N|auto",
                        help="worker processes sharing the data port under one supervisor (default 1; workers)")
-    # Set by the supervisor of `--workers N` on the processes it starts (proxy/workers.py).
+    # Set by the supervisor of `--workers N` on the processes it starts (proxy/serve/workers.py).
     serve.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     serve.add_argument("--worker-status-fd", type=int, help=argparse.SUPPRESS)
     serve.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)
@@ -210,7 +210,7 @@ def serve(config: ProxyConfig, *, config_file: str | None = None, worker: Worker
     configure_logging(config.log.level, config.log.format)
     if worker is not None:
         return _serve_as_worker(config, worker)
-    from proxy.workers import resolve_workers, supervise
+    from proxy.serve.workers import resolve_workers, supervise
 
     workers = resolve_workers(config.workers)
     if workers > 1:
@@ -224,13 +224,13 @@ def serve(config: ProxyConfig, *, config_file: str | None = None, worker: Worker
 def _worker_role(args: argparse.Namespace) -> WorkerRole | None:
     if args.worker_index is None:
         return None
-    from proxy.workers import WorkerRole
+    from proxy.serve.workers import WorkerRole
 
     return WorkerRole(args.worker_index, args.worker_status_fd, args.supervisor_pid)
 
 
 def _serve_as_worker(config: ProxyConfig, worker: WorkerRole) -> int:
-    """One of `--workers N`: the same proxy, sharing the data port (proxy/workers.py)."""
+    """One of `--workers N`: the same proxy, sharing the data port (proxy/serve/workers.py)."""
     worker.enter()
     proxy = build_proxy(config, os.environ)
     drain = proxy.state.drain
@@ -252,7 +252,7 @@ def fast_event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 async def _run(data_app: web.Application, admin_app: web.Application, config: ProxyConfig, *,
                reuse_port: bool = False, on_listening: Callable[[int], None] | None = None) -> None:
-    """Serve until a stop request, then drain (proxy/drain.py): SIGTERM drains fully; SIGINT
+    """Serve until a stop request, then drain (proxy/serve/drain.py): SIGTERM drains fully; SIGINT
     and `POST /quitquitquit` skip the delay; a second request of any kind hurries it.
     A worker of `--workers N` shares the data port (`reuse_port`) and hears of the admin port."""
     log = structlog.get_logger("ivs_proxy")

@@ -83,7 +83,7 @@ class UpstreamConfig:
 
 @dataclass(frozen=True)
 class RetriesConfig:
-    """Retries of failed upstream attempts (proxy/retries.py, README.md, "Resilience")."""
+    """Retries of failed upstream attempts (proxy/aws/retries.py, README.md, "Resilience")."""
 
     max_attempts: int = 3  # 1 (or 0): no retries
     backoff_base_seconds: float = 0.05
@@ -355,7 +355,7 @@ class ProxyConfig:
     rate_limits: RateLimitsConfig = RateLimitsConfig()
     redis: RedisConfig = RedisConfig()
     # Processes serving `listen` (README.md, "Operating it"): 1, N, or "auto" (the CPUs this
-    # process may use). Kept as given; `proxy/workers.py` resolves "auto" when serving.
+    # process may use). Kept as given; `proxy/serve/workers.py` resolves "auto" when serving.
     workers: int | str = 1
 
     def __post_init__(self) -> None:

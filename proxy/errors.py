@@ -2,7 +2,7 @@
 
 Each class carries its HTTP status, its rest-json error type (what an SDK shows as the
 error code) and a `reason`, a short fixed token used for metrics and logs. Exactly one
-middleware turns them into responses (`server.py`), in the rest-json shape that every
+middleware turns them into responses (`serve/server.py`), in the rest-json shape that every
 AWS SDK parses: an `x-amzn-ErrorType` header and a JSON body with `message`.
 
 Messages must never contain credentials, signatures or request bodies; they may quote a

@@ -2,7 +2,7 @@
 
     stages = (MatchOperation, CheckHeaders, ValidateInput, ChooseEndpoint, Sign)
 
-With callers to tell apart (gateway mode; the stages are in `gateway_stages.py`) the
+With callers to tell apart (gateway mode; the stages are in `gateway/stages.py`) the
 path grows to
 
     head:      Authenticate, MatchOperation, CheckHeaders
@@ -24,18 +24,18 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.auth import Caller
-from proxy.auth_sigv4 import PendingSignature
-from proxy.catalog import Catalog, Operation, RouteMatch, render_query
-from proxy.credentials import Clock, CredentialStore
-from proxy.endpoints import Endpoint, EndpointTable
+from proxy.aws.credentials import Clock, CredentialStore
+from proxy.aws.endpoints import Endpoint, EndpointTable
+from proxy.aws.regions import RegionChooser
+from proxy.aws.retries import Retrier
+from proxy.aws.signing import SigV4Signer
+from proxy.aws.upstream import Upstream, UpstreamResponse
 from proxy.errors import ProxyError, RequestInvalid
-from proxy.forward import Upstream, UpstreamResponse
-from proxy.headers import HeaderPolicy
-from proxy.regions import RegionChooser
-from proxy.retries import Retrier
-from proxy.signing import SigV4Signer
-from proxy.validate import (
+from proxy.gateway.identity import Caller
+from proxy.gateway.sigv4_callers import PendingSignature
+from proxy.model.catalog import Catalog, Operation, RouteMatch, render_query
+from proxy.model.headers import HeaderPolicy
+from proxy.model.validate import (
     InputValidator,
     ValidatedInput,
     ValidationOptions,

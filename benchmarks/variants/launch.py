@@ -38,7 +38,7 @@ PATCHES = {p for p in os.environ.get("BENCH_PATCHES", "").split(",") if p}
 
 def _apply() -> None:
     import proxy.cli
-    import proxy.logs
+    import proxy.observe.logs
 
     if "uvloop" in PATCHES:
         import asyncio
@@ -71,7 +71,7 @@ def _apply() -> None:
     if "logcache" in PATCHES:
         import structlog
 
-        configure = proxy.logs.configure_logging
+        configure = proxy.observe.logs.configure_logging
 
         def configure_cached(*args, **kwargs):  # type: ignore[no-untyped-def]
             configure(*args, **kwargs)
@@ -82,24 +82,24 @@ def _apply() -> None:
     if "stub-handler" in PATCHES:
         from aiohttp import web
 
-        import proxy.server
+        import proxy.serve.server
 
         async def handle_stub(_: web.Request) -> web.Response:
             return web.Response(status=204)
 
-        proxy.server.handle_proxy = handle_stub
+        proxy.serve.server.handle_proxy = handle_stub
 
     if "bare-server" in PATCHES:
         from aiohttp import web
 
-        import proxy.server
+        import proxy.serve.server
 
         async def answer_204(_: web.Request) -> web.Response:
             return web.Response(status=204)
 
         def bare_app(state):  # type: ignore[no-untyped-def]
             app = web.Application()
-            app[proxy.server.STATE] = state
+            app[proxy.serve.server.STATE] = state
             app.router.add_route("*", "/{tail:(?s:.*)}", answer_204)
             return app
 
@@ -109,7 +109,7 @@ def _apply() -> None:
 
     if "stub-upstream" in PATCHES:
         import proxy.pipeline
-        from proxy.forward import UpstreamResponse
+        from proxy.aws.upstream import UpstreamResponse
 
         canned = UpstreamResponse(204, {"x-amzn-RequestId": "8c5bd0b2-6f7e-4c1a-9d3e-2b7f0a1c9e44"}, b"")
 
@@ -128,9 +128,9 @@ def _apply() -> None:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         import leanclient
 
-        import proxy.forward
+        import proxy.aws.upstream
 
-        leanclient.install(proxy.forward)
+        leanclient.install(proxy.aws.upstream)
 
     if "gcstats" in PATCHES:
         stats = {0: [0, 0.0], 1: [0, 0.0], 2: [0, 0.0]}

@@ -1,5 +1,5 @@
 """Prototype for measurement only: a minimal keep-alive HTTP/1.1 client pool on asyncio
-Protocols, swapped in for aiohttp's ClientSession inside `proxy.forward.Upstream`.
+Protocols, swapped in for aiohttp's ClientSession inside `proxy.aws.upstream.Upstream`.
 
 It sends exactly the bytes the proxy signed (method, encoded path, headers, body) and
 reads Content-Length / chunked answers. It has NO timeouts, retries of stale pooled

@@ -1,5 +1,5 @@
 """Prototype for measurement only: the data listener as a bare asyncio.Protocol instead of
-aiohttp's web server, doing the same per-request work as `proxy.server` (request id,
+aiohttp's web server, doing the same per-request work as `proxy.serve.server` (request id,
 in-flight gauge, pipeline check_head/prepare/send, error responses, the same
 `record_request` metrics + access line).
 
@@ -25,7 +25,7 @@ REASONS = {s.value: s.phrase for s in HTTPStatus}
 
 
 class _Request(dict):  # type: ignore[type-arg]
-    """Just enough of web.Request for proxy.server.record_request."""
+    """Just enough of web.Request for proxy.serve.server.record_request."""
 
     def __init__(self, app: dict, method: str) -> None:  # type: ignore[type-arg]
         super().__init__()
@@ -39,16 +39,16 @@ class _Response:
     def __init__(self, status: int, content_length: int) -> None:
         self.status = status
         self.content_length = content_length
-        self.body_length = content_length  # newer proxy.server.record_request reads this
+        self.body_length = content_length  # newer proxy.serve.server.record_request reads this
 
 
 def install(cli: Any) -> None:
     from aiohttp import web
 
-    from proxy import server
     from proxy.config import parse_host_port
     from proxy.errors import BodyTooLarge, ProxyError
     from proxy.pipeline import Exchange, IncomingRequest
+    from proxy.serve import server
 
     class LeanProtocol(asyncio.Protocol):
         def __init__(self, app: dict) -> None:  # type: ignore[type-arg]
@@ -116,7 +116,7 @@ def install(cli: Any) -> None:
                         exchange.upstream_status = upstream.status
                         exchange.amzn_request_id = upstream.headers.get("x-amzn-RequestId")
                         payload = upstream.body
-                        if getattr(upstream, "stream", None) is not None:  # newer forward.py: large answers
+                        if getattr(upstream, "stream", None) is not None:  # newer upstream.py: large answers
                             payload = b"".join([chunk async for chunk in upstream.stream.chunks()])
                         status, out_headers = upstream.status, dict(upstream.headers)
                     except ProxyError as error:

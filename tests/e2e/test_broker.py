@@ -24,10 +24,10 @@ import botocore.session
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from proxy.broker import Broker, create_broker_app, loopback_address, narrowed_role_source
+from proxy.aws.credential_sources import served_services_policy
+from proxy.aws.credentials import CredentialStore
 from proxy.cli import main
-from proxy.credential_sources import served_services_policy
-from proxy.credentials import CredentialStore
+from proxy.dev.broker import Broker, create_broker_app, loopback_address, narrowed_role_source
 from proxy.errors import ConfigError
 from tests.e2e.conftest import unsigned_client
 from tests.support.inprocess import StaticSource

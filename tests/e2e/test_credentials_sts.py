@@ -16,8 +16,8 @@ import botocore.session
 import pytest
 from botocore.exceptions import ClientError
 
+from proxy.aws.credential_sources import BotocoreChainSource
 from proxy.cli import main
-from proxy.credential_sources import BotocoreChainSource
 from tests.e2e.conftest import unsigned_client
 from tests.support.moto import ACCOUNT, REGION, MotoServer
 from tests.support.proxy_process import ProxyProcess

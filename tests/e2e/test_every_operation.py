@@ -8,7 +8,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from botocore.serialize import create_serializer
 
-from proxy.catalog import SERVICE_MOUNTS, Catalog
+from proxy.model.catalog import SERVICE_MOUNTS, Catalog
 from tests.support.examples import REGION, example_uri_and_query, example_value
 from tests.support.recording_upstream import RecordingUpstream
 

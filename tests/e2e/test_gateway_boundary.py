@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
-from proxy.credentials import utc_now
+from proxy.aws.credentials import utc_now
 from tests.support.gateway import (
     CHAT,
     POLICY,

@@ -15,7 +15,7 @@ import trustme
 import yaml
 
 from proxy.config import load_config
-from proxy.tls import server_context
+from proxy.serve.tls import server_context
 from tests.support.gateway import CHAT, POLICY, VIDEO, captured_logs, gateway_for
 from tests.support.inprocess import TEST_CREDENTIALS
 from tests.support.proxy_process import ProxyProcess

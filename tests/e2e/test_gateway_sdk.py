@@ -16,8 +16,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from botocore.exceptions import ClientError
 
-from proxy.credentials import utc_now
-from proxy.signing import FrozenCredentials
+from proxy.aws.credentials import utc_now
+from proxy.aws.signing import FrozenCredentials
 from tests.support.gateway import (
     CHAT,
     REGION,

@@ -151,7 +151,7 @@ def test_the_installed_check_config_accepts_the_built_in_config(image: Image) ->
 
 
 def test_the_image_has_the_redis_client_for_redis_url(image: Image) -> None:
-    # What proxy/redis_state.py imports when redis.url is set.
+    # What proxy/gateway/shared_state.py imports when redis.url is set.
     result = subprocess.run(
         [str(image.bin / "python"), "-c", "import redis.asyncio, redis.backoff, redis.retry"],
         env=runtime_env(image), capture_output=True, text=True, timeout=60, check=False,

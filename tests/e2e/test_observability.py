@@ -11,7 +11,7 @@ import yaml
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from proxy.logs import configure_logging
+from proxy.observe.logs import configure_logging
 from tests.support.inprocess import proxy_for
 from tests.support.net import free_port
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from proxy.app import Proxy
-from proxy.listener import bound_port, start_listener
+from proxy.serve.listener import bound_port, start_listener
 from tests.support.inprocess import proxy_for
 from tests.support.recording_upstream import RecordingUpstream
 

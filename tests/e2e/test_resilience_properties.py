@@ -18,9 +18,9 @@ from aiohttp import web
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from proxy.catalog import SERVICE_MOUNTS, Catalog, Operation
 from proxy.errors import MESSAGE_PREFIX
-from proxy.listener import bound_port, start_listener
+from proxy.model.catalog import SERVICE_MOUNTS, Catalog, Operation
+from proxy.serve.listener import bound_port, start_listener
 from tests.support.inprocess import TEST_CREDENTIALS, proxy_for
 from tests.support.recording_upstream import RecordingUpstream
 

@@ -14,8 +14,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from proxy.app import Proxy, build_proxy
+from proxy.aws.credentials import utc_now
 from proxy.config import load_config
-from proxy.credentials import utc_now
 from tests.support import fault_upstream as fault
 from tests.support.access_log import captured_access_lines
 from tests.support.fault_upstream import FaultUpstream

@@ -7,7 +7,7 @@ import io
 import json
 import logging
 
-from proxy.logs import configure_logging
+from proxy.observe.logs import configure_logging
 from tests.support.inprocess import TEST_CREDENTIALS, proxy_for
 
 JSON_HEADERS = {"Content-Type": "application/json"}

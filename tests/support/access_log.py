@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from proxy.logs import configure_logging
+from proxy.observe.logs import configure_logging
 
 
 @contextlib.contextmanager

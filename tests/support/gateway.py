@@ -18,9 +18,9 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 
 from proxy.app import Proxy, build_proxy
+from proxy.aws.credentials import Clock, utc_now
 from proxy.config import load_config
-from proxy.credentials import Clock, utc_now
-from proxy.logs import configure_logging
+from proxy.observe.logs import configure_logging
 from tests.support.inprocess import StaticSource
 
 REGION = "us-west-2"

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from proxy.app import Proxy, build_proxy
+from proxy.aws.credentials import CredentialSnapshot, utc_now
+from proxy.aws.signing import FrozenCredentials
 from proxy.config import load_config
-from proxy.credentials import CredentialSnapshot, utc_now
-from proxy.signing import FrozenCredentials
 
 TEST_CREDENTIALS = FrozenCredentials(
     "ASIATESTACCESSKEY000", "test/secret/key/that/is/not/real/0000000", "test-session-token"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from proxy.catalog import Catalog
 from proxy.cli import main
+from proxy.model.catalog import Catalog
 
 IVS_PROXY = str(Path(sys.executable).with_name("ivs-proxy"))
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from proxy.catalog import Catalog
 from proxy.errors import ConfigError
+from proxy.model.catalog import Catalog
 from proxy.policy import PolicyDocument, PolicySet
 
 KNOWN = {op.iam_action for op in Catalog.load().operations}

@@ -1,0 +1,1 @@
+"""The laptop: the dev proxy and the local credential broker."""

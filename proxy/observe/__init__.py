@@ -1,0 +1,1 @@
+"""What the proxy tells its operators: structured logs and Prometheus metrics."""

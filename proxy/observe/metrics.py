@@ -1,0 +1,163 @@
+"""Every Prometheus metric the proxy exports, declared in one place.
+
+Label values are bounded by construction: service and operation names come from the
+catalog (or "unknown"), codes are HTTP statuses, reasons and kinds are fixed tokens from
+`errors.py` and `aws/upstream.py`. Nothing a caller sends (a path, an ARN, a header) ever
+becomes a label value. The registry is passed in so each test gets a fresh one.
+
+With `workers: N` (proxy/serve/workers.py) every worker writes its metrics to files in
+PROMETHEUS_MULTIPROC_DIR and the supervisor serves their aggregate: counters and
+histograms add up by themselves; each gauge says how it combines (`multiprocess_mode`,
+ignored by a single process). The `live*` modes drop a worker's value once it is gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import botocore
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from proxy import __version__
+
+#: Latency buckets for an API whose calls take tens of milliseconds.
+REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+#: Signing takes microseconds; buckets that can tell 10 µs from 100 µs.
+SIGNING_BUCKETS = (0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.001, 0.01)
+REFRESH_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+UNKNOWN = "unknown"
+
+
+def multiprocess_enabled() -> bool:
+    """Whether prometheus_client keeps values in PROMETHEUS_MULTIPROC_DIR files (a worker)."""
+    return bool(getattr(values.ValueClass, "_multiprocess", False))
+
+
+class SampledGauge(Gauge):
+    """A gauge whose value a function gives. A single process reads the function at each
+    scrape. A worker's supervisor reads files, not functions: there `sample()` (called
+    periodically by the worker) copies the function's value into the file."""
+
+    _source: Callable[[], float] | None = None
+
+    def set_function(self, f: Callable[[], float]) -> None:
+        self._source = f
+        if not multiprocess_enabled():
+            super().set_function(f)
+
+    def sample(self) -> None:
+        if self._source is not None:
+            self.set(self._source())
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "ivs_proxy_requests", "Requests answered, by operation and HTTP status.",
+            ["service", "operation", "code"], registry=r,
+        )
+        self.request_duration = Histogram(
+            "ivs_proxy_request_duration_seconds", "Whole request time, from first byte read to answer.",
+            ["service", "operation"], buckets=REQUEST_BUCKETS, registry=r,
+        )
+        self.upstream_duration = Histogram(
+            "ivs_proxy_upstream_duration_seconds", "Time spent waiting on AWS.",
+            ["service", "operation"], buckets=REQUEST_BUCKETS, registry=r,
+        )
+        self.upstream_errors = Counter(
+            "ivs_proxy_upstream_errors", "Failures talking to AWS, by kind (connect, timeout, reset, tls, malformed).",
+            ["kind"], registry=r,
+        )
+        self.rejected = Counter(
+            "ivs_proxy_rejected", "Requests the proxy refused itself, by reason.", ["reason"], registry=r,
+        )
+        self.inflight = Gauge(
+            "ivs_proxy_inflight_requests", "Requests being handled now.", registry=r, multiprocess_mode="livesum",
+        )
+        self.retries = Counter(
+            "ivs_proxy_retries", "Upstream attempts repeated, by reason (throttled, server_error, connect, "
+            "timeout, reset, malformed).", ["reason"], registry=r,
+        )
+        # Each worker has its own quota. The least of them, not the sum: "0: no retries"
+        # must still show when one worker has run dry while the others have tokens left.
+        self.retry_quota = SampledGauge(
+            "ivs_proxy_retry_quota_tokens", "Tokens left in the retry quota (0: no retries until successes refill it).",
+            registry=r, multiprocess_mode="livemin",
+        )
+        # Each worker holds its own credentials: the earliest expiry is the one to alert on
+        # (0, a worker with none loaded, is the earliest of all).
+        self.credentials_expiry = SampledGauge(
+            "ivs_proxy_credentials_expiry_timestamp_seconds",
+            "Unix time at which the current AWS credentials expire (0: none loaded).", registry=r,
+            multiprocess_mode="livemin",
+        )
+        self.credential_refresh = Counter(
+            "ivs_proxy_credential_refresh", "Credential refresh attempts, by result.", ["result"], registry=r,
+        )
+        self.credential_refresh_duration = Histogram(
+            "ivs_proxy_credential_refresh_duration_seconds", "Time a credential refresh took.",
+            buckets=REFRESH_BUCKETS, registry=r,
+        )
+        self.signing_duration = Histogram(
+            "ivs_proxy_signing_duration_seconds", "Time spent computing SigV4 signatures.",
+            buckets=SIGNING_BUCKETS, registry=r,
+        )
+        # Gateway mode. Caller names come from config, so the caller label is bounded.
+        self.authentication_failures = Counter(
+            "ivs_proxy_authentication_failures", "Requests refused 401, by method and fixed reason token.",
+            ["method", "reason"], registry=r,
+        )
+        self.authorization_decisions = Counter(
+            "ivs_proxy_authorization_decisions", "Policy decisions, by caller and decision (allow, deny).",
+            ["caller", "decision"], registry=r,
+        )
+        self.throttled = Counter(
+            "ivs_proxy_throttled", "Requests refused 429 by the gateway's rate limits, by caller.", ["caller"], registry=r,
+        )
+        self.redis_up = Gauge(
+            "ivs_proxy_redis_up",
+            "1 while the shared Redis answers; 0 while rate limits (and, if so configured, the replay "
+            "window) are per process.", registry=r, multiprocess_mode="livemin",  # 0 if any worker lost Redis
+        )
+        self.redis_errors = Counter(
+            "ivs_proxy_redis_errors", "Failed Redis operations, by operation.", ["operation"], registry=r,
+        )
+        self.token_reloads = Counter(
+            "ivs_proxy_token_reloads", "Bearer token file reloads (SIGHUP), by result.", ["result"], registry=r,
+        )
+        self.build_info = Gauge(
+            "ivs_proxy_build_info", "Always 1; the labels say what is running.",
+            ["version", "botocore_version"], registry=r, multiprocess_mode="livemax",  # one series, not one per worker
+        )
+        self.build_info.labels(version=__version__, botocore_version=botocore.__version__).set(1)
+
+    def credentials_refreshed(self, outcome: str, seconds: float) -> None:
+        self.credential_refresh.labels(result=outcome).inc()
+        self.credential_refresh_duration.observe(seconds)
+
+    def sample(self) -> None:
+        """Copy the function-backed gauges into this worker's metrics files."""
+        self.retry_quota.sample()
+        self.credentials_expiry.sample()
+
+
+class SupervisorMetrics:
+    """What the supervisor of `workers: N` serves on /metrics: the workers' metrics summed
+    from `multiproc_dir`, and its own about the workers themselves."""
+
+    def __init__(self, multiproc_dir: str, configured: int, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        MultiProcessCollector(r, path=multiproc_dir)
+        self.workers = Gauge("ivs_proxy_workers", "Worker processes running now.", registry=r)
+        self.workers_configured = Gauge(
+            "ivs_proxy_workers_configured", "Worker processes the supervisor keeps running (workers:).", registry=r,
+        )
+        self.workers_configured.set(configured)
+        self.worker_restarts = Counter(
+            "ivs_proxy_worker_restarts", "Workers started again after one exited unexpectedly.", registry=r,
+        )

@@ -1,0 +1,1 @@
+"""The process: listeners, the data and admin servers, limits, drain, TLS, workers."""

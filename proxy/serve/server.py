@@ -1,0 +1,425 @@
+"""The aiohttp applications: the data listener (the proxy) and the admin listener.
+
+The data app has a single catch-all route: routing is the catalog's job, so that a miss is
+explained in the rest-json error shape instead of aiohttp's plain-text 404. Its middlewares,
+outermost first: `observe` (one access line and the metrics), `proxy_errors` (the one
+place a ProxyError becomes a response), `guard` (the in-flight cap, and the drain's
+bookkeeping: a request still running at the cut-off is answered 503 here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import itertools
+import json
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+
+import structlog
+from aiohttp import web
+from prometheus_client import Counter, Histogram
+from prometheus_client.exposition import choose_encoder
+
+from proxy.aws.credentials import CredentialStore
+from proxy.aws.upstream import Upstream, UpstreamResponse
+from proxy.errors import (
+    BodyTooLarge,
+    ClientTimeout,
+    MalformedRequest,
+    ProxyError,
+    RequestInvalid,
+    ShuttingDown,
+    UpstreamError,
+)
+from proxy.observe.logs import ACCESS_LOG
+from proxy.observe.metrics import UNKNOWN, Metrics
+from proxy.pipeline import Exchange, IncomingRequest, Pipeline
+from proxy.serve.drain import Drain
+from proxy.serve.limits import Admission
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: A caller's X-Request-Id is reused only if it looks like an id: it ends up in logs and
+#: in our answer, so it must not carry newlines, markup or a novel.
+SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/=+-]{1,128}")
+
+
+class MetricChildren:
+    """The labelled series a request updates, looked up once per label set: prometheus_client's
+    `labels()` validates and locks on every call, and a proxy sees few label sets (operations
+    x statuses, refusal reasons), so the children are kept."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._answered: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._upstream: dict[tuple[str, str], Histogram] = {}
+        self._rejected: dict[str, Counter] = {}
+
+    def answered(self, service: str, operation: str, status: int) -> tuple[Counter, Histogram]:
+        """(requests, request duration) of this operation and status."""
+        key = (service, operation, status)
+        children = self._answered.get(key)
+        if children is None:
+            m = self._metrics
+            children = self._answered[key] = (m.requests.labels(service, operation, str(status)),
+                                              m.request_duration.labels(service, operation))
+        return children
+
+    def upstream_duration(self, service: str, operation: str) -> Histogram:
+        # Only once a call reached AWS: a refused request must not create an empty series.
+        child = self._upstream.get((service, operation))
+        if child is None:
+            child = self._upstream[service, operation] = self._metrics.upstream_duration.labels(service, operation)
+        return child
+
+    def rejected(self, reason: str) -> Counter:
+        child = self._rejected.get(reason)
+        if child is None:
+            child = self._rejected[reason] = self._metrics.rejected.labels(reason)
+        return child
+
+
+@dataclass
+class ProxyState:
+    pipeline: Pipeline
+    upstream: Upstream
+    credentials: CredentialStore
+    max_body_bytes: int
+    metrics: Metrics
+    draining: bool = False  # /readyz says 503; answers carry Connection: close
+    body_timeout_seconds: float = 10.0
+    admission: Admission = field(default_factory=Admission)
+    drain: Drain = field(default_factory=Drain)
+    metric_children: MetricChildren = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.metric_children = MetricChildren(self.metrics)
+
+
+STATE = web.AppKey("state", ProxyState)
+EXCHANGE = web.RequestKey("exchange", Exchange)
+ERROR = web.RequestKey("error", ProxyError)
+#: The answer whose headers already went out (a relayed large body): too late for a 503.
+STARTED = web.RequestKey("started", web.StreamResponse)
+REQUEST_ID = web.RequestKey("request_id", str)
+
+
+def error_response(error: ProxyError) -> web.Response:
+    headers = {"x-amzn-ErrorType": error.error_type, "x-ivs-proxy-error": error.reason, **error.headers}
+    response = web.Response(
+        status=error.status,
+        body=json.dumps(error.body()).encode(),
+        content_type="application/json",
+        headers=headers,
+    )
+    if error.close_connection:
+        response.force_close()
+    return response
+
+
+def _new_request_ids() -> Iterator[str]:
+    # A random per-process prefix and a counter: unique across replicas and restarts,
+    # and cheaper than uuid4() per request. A generator, so the prefix is drawn at the
+    # first request, after any fork.
+    prefix = os.urandom(8).hex()
+    for n in itertools.count(1):
+        yield f"{prefix}{n:016x}"
+
+
+_request_ids = _new_request_ids()
+
+
+def request_id_for(request: web.Request) -> str:
+    offered = request.headers.get("X-Request-Id", "")
+    return offered if SANE_REQUEST_ID.fullmatch(offered) else next(_request_ids)
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Outermost: one access line and one set of metrics per request, whatever happened."""
+    metrics = request.app[STATE].metrics
+    request_id = request[REQUEST_ID] = request_id_for(request)
+    started = time.perf_counter()
+    metrics.inflight.inc()
+    # Other lines logged while handling it carry the id too (bind/reset: cheaper than the
+    # generator-based `bound_contextvars`, and this runs for every request).
+    bound = structlog.contextvars.bind_contextvars(request_id=request_id)
+    try:
+        try:
+            response = await handler(request)
+        finally:
+            metrics.inflight.dec()
+        if not response.prepared:
+            response.headers["X-Request-Id"] = request_id
+            if request.app[STATE].draining:
+                response.force_close()  # so that clients reconnect to a replica that stays
+        record_request(request, response, time.perf_counter() - started)
+    finally:
+        structlog.contextvars.reset_contextvars(**bound)
+    return response
+
+
+@web.middleware
+async def proxy_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ProxyError as error:
+        request[ERROR] = error
+        return error_response(error)
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Inside `proxy_errors`: holds a slot of the in-flight cap (or refuses 503), and is where
+    the drain's cut-off turns into a 503 instead of a dropped connection."""
+    state = request.app[STATE]
+    task = asyncio.current_task()
+    assert task is not None
+    state.drain.enter(task)
+    try:
+        await state.admission.acquire()
+        try:
+            return await handler(request)
+        finally:
+            state.admission.release()
+    except asyncio.CancelledError:
+        if not state.drain.cut_off:
+            raise
+        task.uncancel()  # the cancellation was ours, to answer the caller; not aiohttp's
+        return _cut_off(request)
+    finally:
+        state.drain.leave(task)
+
+
+def _cut_off(request: web.Request) -> web.StreamResponse:
+    started = request.get(STARTED)
+    if started is not None:
+        # Its 200 headers are out: only a broken connection tells the caller it is cut short.
+        request[ERROR] = ShuttingDown("the drain timeout ran out while the answer was being relayed")
+        _break_connection(request)
+        return started
+    raise ShuttingDown(
+        "ivs-proxy is shutting down and the drain timeout ran out before this request finished; "
+        "it may or may not have reached AWS",
+        headers={"Retry-After": "1"},
+    )
+
+
+def _break_connection(request: web.Request) -> None:
+    if request.protocol is not None:
+        request.protocol.force_close()
+
+
+def record_request(request: web.Request, response: web.StreamResponse, seconds: float) -> None:
+    state = request.app[STATE]
+    children = state.metric_children
+    exchange: Exchange | None = request.get(EXCHANGE)
+    route = exchange.route if exchange is not None else None
+    if route is not None:
+        service, operation = route.operation.service.name, route.operation.name
+    else:
+        service = operation = UNKNOWN
+    error: ProxyError | None = request.get(ERROR)
+    status = response.status
+    answered, duration = children.answered(service, operation, status)
+    answered.inc()
+    duration.observe(seconds)
+    line: dict[str, object] = {
+        "method": request.method, "caller": None, "service": service, "operation": operation, "region": None,
+        "status": status, "duration_ms": round(seconds * 1000, 3), "bytes_in": 0,
+        "bytes_out": response.content_length or response.body_length,
+    }
+    if exchange is not None:
+        if exchange.caller is not None:
+            line["caller"] = exchange.caller.name
+        line["region"] = exchange.region or None
+        line["bytes_in"] = len(exchange.request.body)
+        _record_exchange(exchange, children, state.metrics, line)
+    if isinstance(error, UpstreamError):
+        state.metrics.upstream_errors.labels(error.kind).inc()
+        line["upstream_error"] = error.kind
+    elif error is not None:
+        children.rejected(error.reason).inc()
+        line["refused"] = error.reason
+    ACCESS_LOG.write(request[REQUEST_ID], line)
+
+
+def _record_exchange(exchange: Exchange, children: MetricChildren, metrics: Metrics,
+                     line: dict[str, object]) -> None:
+    if exchange.attempts:
+        line["attempts"] = exchange.attempts
+        for reason in exchange.retried:
+            metrics.retries.labels(reason).inc()
+    if exchange.upstream_seconds:
+        operation = exchange.operation
+        children.upstream_duration(operation.service.name, operation.name).observe(exchange.upstream_seconds)
+        line["upstream_ms"] = round(exchange.upstream_seconds * 1000, 3)
+    if exchange.signing_seconds:
+        metrics.signing_duration.observe(exchange.signing_seconds)
+        line["signing_ms"] = round(exchange.signing_seconds * 1000, 3)
+    if exchange.upstream_status:
+        line["upstream_status"] = exchange.upstream_status
+        line["amzn_request_id"] = exchange.amzn_request_id
+
+
+async def read_body(request: web.Request, limit: int, timeout: float = 10.0) -> bytes:
+    """Read the body, refusing (413) as soon as it exceeds the limit, and (408) if it does
+    not arrive within `timeout`: a slow client must not hold a slot forever."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise BodyTooLarge(f"the body is {declared} bytes; the limit is {limit}")
+    content = request.content
+    if declared is not None and content.is_eof():
+        # The usual small body came in with the head: already whole, nothing to wait for.
+        return content.read_nowait()
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                chunk = await request.content.readany()
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge(f"the body exceeds the limit of {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ClientTimeout(f"the request body did not arrive within {timeout:g} s") from None
+    return b"".join(chunks)
+
+
+def check_framing(request: web.Request) -> None:
+    """What aiohttp's parsers let through but a careful server refuses (RFC 9112 6.1):
+    `Transfer-Encoding` other than exactly `chunked`, or on HTTP/1.0; versions other than
+    1.0 and 1.1 (the pure-Python parser takes HTTP/1.2, the C one HTTP/0.9)."""
+    if request.version not in ((1, 1), (1, 0)):
+        raise MalformedRequest(f"HTTP/{request.version.major}.{request.version.minor} is not supported; use HTTP/1.1")
+    codings = request.headers.getall("Transfer-Encoding", ())
+    if codings and (request.version < (1, 1) or [c.strip().lower() for c in codings] != ["chunked"]):
+        raise MalformedRequest("Transfer-Encoding must be exactly `chunked` (HTTP/1.1), or absent")
+
+
+def split_target(target: str) -> tuple[str, str]:
+    if not target.startswith("/"):
+        # absolute-form ("GET http://host/...") would name a host; only we choose hosts.
+        raise RequestInvalid("the request target must be a path (origin-form), not a URL")
+    path, _, query = target.partition("?")
+    return path, query
+
+
+async def handle_proxy(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    check_framing(request)
+    path, query = split_target(request.raw_path)
+    exchange = Exchange(IncomingRequest(request.method, path, query, tuple(request.headers.items()), request.body_exists))
+    request[EXCHANGE] = exchange
+    state.pipeline.check_head(exchange)
+    body = await read_body(request, state.max_body_bytes, state.body_timeout_seconds)
+    state.pipeline.prepare(exchange, body)
+    upstream = await state.pipeline.send(exchange)
+    exchange.upstream_status = upstream.status
+    exchange.amzn_request_id = upstream.headers.get("x-amzn-RequestId")
+    if upstream.stream is not None:
+        return await relay(request, upstream)
+    return web.Response(status=upstream.status, body=upstream.body, headers=upstream.headers)
+
+
+async def relay(request: web.Request, upstream: UpstreamResponse) -> web.StreamResponse:
+    """Pass a large answer on as it arrives. If AWS's body ends early or stalls, the headers
+    are already out, so the caller's connection is broken: its client reports an
+    incomplete body instead of taking a partial 200 for a whole one."""
+    stream = upstream.stream
+    assert stream is not None
+    response = web.StreamResponse(status=upstream.status, headers=upstream.headers)
+    if stream.content_length is not None:
+        response.content_length = stream.content_length
+    if request.app[STATE].draining:
+        response.force_close()
+    response.headers["X-Request-Id"] = request[REQUEST_ID]
+    request[STARTED] = response
+    try:
+        await response.prepare(request)
+        async with contextlib.aclosing(stream.chunks()) as chunks:
+            async for chunk in chunks:
+                await response.write(chunk)
+        await response.write_eof()
+    except UpstreamError as error:
+        request[ERROR] = error
+        _break_connection(request)
+    except ConnectionError:
+        pass  # the caller left; nothing to tell it
+    finally:
+        stream.close()
+    return response
+
+
+def create_data_app(state: ProxyState) -> web.Application:
+    app = web.Application(middlewares=[observe, proxy_errors, guard], client_max_size=state.max_body_bytes)
+    app[STATE] = state
+    # (?s): a path with an encoded newline ("%0A") must reach the catalog too, not aiohttp's
+    # plain-text 404.
+    app.router.add_route("*", "/{tail:(?s:.*)}", handle_proxy)
+
+    async def upstream_session(app: web.Application):  # type: ignore[no-untyped-def]
+        await state.upstream.start()
+        yield
+        await state.upstream.close()
+
+    app.cleanup_ctx.append(upstream_session)
+    return app
+
+
+def create_admin_app(state: ProxyState) -> web.Application:
+    app = web.Application()
+
+    async def healthz(_: web.Request) -> web.Response:
+        # Answering at all proves the event loop is turning; the lag says how freely.
+        return web.json_response({"status": "ok", "loop_lag_ms": round(await loop_lag() * 1000, 3)})
+
+    async def readyz(_: web.Request) -> web.Response:
+        if state.draining:
+            return web.json_response({"ready": False, "reason": "draining"}, status=503)
+        detail = state.credentials.unavailable_reason()
+        if detail is None:
+            return web.json_response({"ready": True})
+        return web.json_response({"ready": False, "reason": "credentials_unavailable", "detail": detail}, status=503)
+
+    async def metrics(request: web.Request) -> web.Response:
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        return web.Response(body=encoder(state.metrics.registry), headers={"Content-Type": content_type})
+
+    async def quitquitquit(request: web.Request) -> web.Response:
+        # Only from this pod/host: the admin port listens on the pod IP for probes, and a
+        # neighbour must not be able to stop the sidecar.
+        if not is_loopback_peer(request):
+            return web.json_response({"stopping": False, "reason": "only accepted from loopback"}, status=403)
+        # The caller (a Job's main container, done) is the only client: no drain delay.
+        state.drain.request_stop("quitquitquit", skip_delay=True)
+        return web.json_response({"stopping": True})
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/quitquitquit", quitquitquit)
+    return app
+
+
+def is_loopback_peer(request: web.Request) -> bool:
+    peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+    try:
+        return peer is not None and ipaddress.ip_address(peer[0]).is_loopback
+    except (ValueError, TypeError, IndexError):
+        return False
+
+
+async def loop_lag() -> float:
+    """How late a zero-length sleep resumes: the loop's current backlog."""
+    started = time.perf_counter()
+    await asyncio.sleep(0)
+    return time.perf_counter() - started

@@ -1,0 +1,63 @@
+"""The access log's own writer produces what structlog would, at every configured level."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import structlog
+
+from proxy.observe.logs import ACCESS_LOG, configure_logging
+
+FIELDS = {"method": "POST", "caller": None, "service": "ivs", "operation": "PutMetadata", "status": 204,
+          "duration_ms": 1.25, "bytes_in": 42, "bytes_out": 0}
+
+
+def structlog_line(stream: io.StringIO) -> dict[str, object]:
+    with structlog.contextvars.bound_contextvars(request_id="req-1"):
+        structlog.get_logger("ivs_proxy.access").info("request", **FIELDS)
+    return json.loads(stream.getvalue().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def test_the_fast_json_line_carries_exactly_what_structlog_writes() -> None:
+    stream = io.StringIO()
+    configure_logging("info", "json", stream)
+    expected = structlog_line(stream)
+    ACCESS_LOG.write("req-1", dict(FIELDS))
+    written = json.loads(stream.getvalue().splitlines()[-1])
+    assert set(written) == set(expected)
+    assert {k: v for k, v in written.items() if k != "timestamp"} == {k: v for k, v in expected.items() if k != "timestamp"}
+    # The same ISO-8601 UTC form structlog's TimeStamper(fmt="iso", utc=True) writes.
+    iso = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z"
+    assert re.fullmatch(iso, str(expected["timestamp"])) and re.fullmatch(iso, written["timestamp"])
+
+
+def test_console_format_goes_through_structlog() -> None:
+    stream = io.StringIO()
+    configure_logging("info", "console", stream)
+    ACCESS_LOG.write("req-2", dict(FIELDS))
+    text = stream.getvalue()
+    assert "request" in text and "operation=PutMetadata" in text
+    assert not text.lstrip().startswith("{")
+
+
+def test_no_access_line_above_info() -> None:
+    stream = io.StringIO()
+    configure_logging("warning", "json", stream)
+    ACCESS_LOG.write("req-3", dict(FIELDS))
+    assert stream.getvalue() == ""
+    configure_logging("info", "json", stream)
+    ACCESS_LOG.write("req-3", dict(FIELDS))
+    assert json.loads(stream.getvalue())["request_id"] == "req-3"
+
+
+def test_process_fields_are_on_every_line() -> None:
+    stream = io.StringIO()
+    configure_logging("info", "json", stream)
+    try:
+        ACCESS_LOG.bind_process(worker=3)
+        ACCESS_LOG.write("req-4", dict(FIELDS))
+        assert json.loads(stream.getvalue())["worker"] == 3
+    finally:
+        ACCESS_LOG.unbind_process("worker")
