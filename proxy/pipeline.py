@@ -26,7 +26,7 @@ from typing import Any
 
 from proxy.aws.credentials import Clock, CredentialStore
 from proxy.aws.endpoints import Endpoint, EndpointTable
-from proxy.aws.regions import RegionChooser
+from proxy.aws.regions import RegionChooser, is_plausible_region
 from proxy.aws.retries import Retrier
 from proxy.aws.signing import SigV4Signer
 from proxy.aws.upstream import Upstream, UpstreamResponse
@@ -81,7 +81,8 @@ class Exchange:
     amzn_request_id: str | None = None
     caller: Caller | None = None  # set by Authenticate
     caller_signature: PendingSignature | None = None  # SDK-native callers, until verified
-    scope_region: str | None = None  # the region of a verified caller signature's scope
+    scope_region: str | None = None  # the region of a caller signature's scope (verified or stripped)
+    path_region: str | None = None  # the region of a region path prefix (/eu-west-1/ivs-realtime/...)
     admitted: bool = False  # the admission stages ran (once, whatever sends it)
     attempts: int = 0  # upstream attempts made
     retried: list[str] = field(default_factory=list)  # why each retry was made (retries.py)
@@ -102,7 +103,21 @@ class MatchOperation:
 
     def __call__(self, exchange: Exchange) -> None:
         request = exchange.request
-        exchange.route = self._catalog.match(request.method, request.path, request.query)
+        exchange.path_region, path = split_region_prefix(request.path)
+        exchange.route = self._catalog.match(request.method, path, request.query)
+
+
+def split_region_prefix(raw_path: str) -> tuple[str | None, str]:
+    """(region, the path below it) for `/eu-west-1/ivs-realtime/CreateStage`; (None, raw_path)
+    when the first segment is not shaped like a region.
+
+    Unambiguous because no mount and no operation path of a served model starts with a
+    region-shaped segment (tests/unit/test_pipeline.py checks every one).
+    """
+    first, sep, rest = raw_path[1:].partition("/")
+    if not is_plausible_region(first):
+        return None, raw_path
+    return first, "/" + rest if sep else "/"
 
 
 class CheckHeaders:
@@ -112,6 +127,9 @@ class CheckHeaders:
     def __call__(self, exchange: Exchange) -> None:
         request = exchange.request
         exchange.forward_headers = self._policy.check(request.headers, has_body=request.has_body)
+        stripped_region = self._policy.stripped_scope_region(request.headers)
+        if stripped_region is not None:
+            exchange.scope_region = stripped_region
 
 
 class ValidateInput:
@@ -149,9 +167,12 @@ class ChooseEndpoint:
             for ref in validated.resources
             if ref.arn.service in ROUTING_ARN_SERVICES and ref.arn.region
         ]
+        requested = []
+        if exchange.path_region:
+            requested.append(("the region path prefix", exchange.path_region))
         if exchange.scope_region:  # an SDK-native caller chose the region by signing for it
-            arn_regions.insert(0, ("the credential scope", exchange.scope_region))
-        exchange.region = self._chooser.choose(service, arn_regions)
+            requested.append(("the credential scope", exchange.scope_region))
+        exchange.region = self._chooser.choose(service, arn_regions, requested)
         exchange.endpoint = self._endpoints.lookup(service, exchange.region)
         exchange.wire_path = exchange.endpoint.base_path + route.operation.render_path(route.uri_params)
         exchange.wire_query = render_query(route.query_params)

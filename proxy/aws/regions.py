@@ -156,7 +156,8 @@ def _offered_regions(service_name: str, session: botocore.session.Session) -> fr
 
 
 class RegionChooser:
-    """Picks the region of one request: the region of the ARNs it names, else the default.
+    """Picks the region of one request: the region of the ARNs it names, else the region
+    the caller chose, else the default.
 
     Built once at start-up. `allowed` maps each service to the regions it may be sent to
     (botocore's list narrowed by configuration).
@@ -168,11 +169,17 @@ class RegionChooser:
         self._default = default
         self._allowed = dict(allowed)
 
-    def choose(self, service: str, arn_regions: Sequence[tuple[str, str]]) -> str:
+    def choose(self, service: str, arn_regions: Sequence[tuple[str, str]],
+               requested: Sequence[tuple[str, str]] = ()) -> str:
         """The region for a `service` request naming ARNs [(member_path, region)].
 
-        Raises RegionRejected if the ARNs disagree, if there is no region at all, or if
-        the region is not allowed for the service.
+        `requested` are the regions the caller chose explicitly, as [(where it said so,
+        region)]: a region path prefix, the credential scope of its signature. Precedence:
+        the ARNs' region, then the requested one, then the default.
+
+        Raises RegionRejected if the ARNs disagree, if a requested region disagrees with
+        another or with the ARNs, if there is no region at all, or if the region is not
+        allowed for the service.
         """
         first: tuple[str, str] | None = None
         for member, region in arn_regions:
@@ -185,9 +192,26 @@ class RegionChooser:
                     f"ARNs name different regions: {first[0]} is in {first[1]}, "
                     f"{member} is in {region}"
                 )
+        asked: tuple[str, str] | None = None
+        for source, region in requested:
+            # Refused, never resolved: either answer would surprise the caller somewhere.
+            if asked is not None and region != asked[1]:
+                raise RegionRejected(
+                    f"{asked[0]} chooses region {asked[1]}, but {source} chooses {region}"
+                )
+            if first is not None and region != first[1]:
+                raise RegionRejected(
+                    f"{source} chooses region {region}, but {first[0]} is in {first[1]}"
+                )
+            asked = asked or (source, region)
         # The ARN's region wins: the resource only exists there, so sending the call
         # to the default region would just fail with a confusing not-found.
-        chosen = first[1] if first is not None else self._default
+        if first is not None:
+            chosen: str | None = first[1]
+        elif asked is not None:
+            chosen = asked[1]
+        else:
+            chosen = self._default
         if chosen is None:
             raise RegionRejected("no region: set AWS_REGION, --region or region: in the config")
         allowed = self._allowed.get(service, frozenset())

@@ -10,6 +10,7 @@ Forwarded, X-Forwarded-*) never reach AWS: the upstream host is the proxy's choi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -54,6 +55,9 @@ ALWAYS_DROPPED = frozenset(
 #: The SigV4 headers an SDK adds when it signs with placeholder keys.
 SIGV4_HEADERS = frozenset({"authorization", "x-amz-date", "x-amz-security-token", "x-amz-content-sha256"})
 
+#: The credential scope of a SigV4 Authorization header: `Credential=<key>/<date>/<region>/`.
+_SCOPE_REGION_RE = re.compile(r"AWS4-HMAC-SHA256 Credential=[^/,\s]+/\d{8}/(?P<region>[a-z0-9-]{1,32})/")
+
 ALLOWED_ENCODINGS = frozenset({"gzip", "deflate", "identity"})
 JSON = "application/json"
 
@@ -95,6 +99,20 @@ class HeaderPolicy:
         if not has_body:
             forwarded.pop("content-type", None)
         return forwarded
+
+    def stripped_scope_region(self, headers: Iterable[tuple[str, str]]) -> str | None:
+        """The region of the caller signature `check` discards, if it discards one.
+
+        The signature itself is worthless to us, but its scope still says which region the
+        caller's SDK was configured for: that is the caller's choice of region.
+        """
+        if not self._options.strip_caller_signature:
+            return None
+        for name, value in headers:
+            if name.lower() == "authorization":
+                match = _SCOPE_REGION_RE.match(value)
+                return match["region"] if match else None
+        return None
 
     def _caller_signing_material(self, raw_name: str, name: str, value: str) -> None:
         strippable = name != "authorization" or value.startswith("AWS4-HMAC-SHA256 ")

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import pathlib
+import re
 
-from proxy.pipeline import IncomingRequest
+import botocore
+
+from proxy.aws.regions import is_plausible_region
+from proxy.model.catalog import SERVICE_MOUNTS, Catalog
+from proxy.pipeline import IncomingRequest, split_region_prefix
 
 
 def test_with_body_keeps_every_other_field() -> None:
@@ -14,3 +21,25 @@ def test_with_body_keeps_every_other_field() -> None:
     assert {f.name for f in dataclasses.fields(head)} == {"method", "path", "query", "headers", "has_body", "body"}
     assert head.with_body(b"{}") == dataclasses.replace(head, body=b"{}")
     assert head.with_body(b"{}").body == b"{}" and head.body == b""
+
+
+def test_a_region_prefix_is_split_off_the_path() -> None:
+    assert split_region_prefix("/eu-west-1/ivs-realtime/CreateStage") == ("eu-west-1", "/ivs-realtime/CreateStage")
+    assert split_region_prefix("/eu-west-1/CreateChannel") == ("eu-west-1", "/CreateChannel")
+    assert split_region_prefix("/eu-west-1") == ("eu-west-1", "/")
+    assert split_region_prefix("/ivs-realtime/CreateStage") == (None, "/ivs-realtime/CreateStage")
+    assert split_region_prefix("/CreateChannel") == (None, "/CreateChannel")
+
+
+def test_no_mount_and_no_operation_path_starts_with_a_region_shaped_segment() -> None:
+    # What makes the region prefix unambiguous: checked over every operation of every model.
+    catalog = Catalog.load()
+    firsts = {op.path_template.split("?", 1)[0].lstrip("/").split("/", 1)[0] for op in catalog.operations}
+    firsts |= {mount.strip("/") for mount in SERVICE_MOUNTS.values()}
+    assert len(catalog.operations) > 100 and "CreateChannel" in firsts and "tags" in firsts
+    assert not [first for first in firsts if is_plausible_region(first)]
+    # botocore's own region pattern (endpoints.json's regionRegex) agrees on every real region
+    for partition in json.loads(pathlib.Path(botocore.__file__).with_name("data").joinpath("endpoints.json").read_text())["partitions"]:
+        regex = re.compile(partition["regionRegex"])
+        assert not [first for first in firsts if regex.match(first)]
+        assert all(is_plausible_region(region) for region in partition["regions"])

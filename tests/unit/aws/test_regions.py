@@ -235,3 +235,36 @@ def test_default_region_not_allowed_for_service_refused() -> None:
 def test_unknown_service_refused() -> None:
     with pytest.raises(RegionRejected, match="allowed: none"):
         RegionChooser("us-west-2", ALLOWED).choose("ivs-realtime", [])
+
+
+def test_requested_region_wins_over_default() -> None:
+    chooser = RegionChooser("us-west-2", ALLOWED)
+    assert chooser.choose("ivs", [("roleArn", "")], [("the region path prefix", "eu-west-1")]) == "eu-west-1"
+
+
+def test_arn_region_agreeing_with_the_requested_one_is_used() -> None:
+    chooser = RegionChooser("us-west-2", ALLOWED)
+    assert chooser.choose("ivs", [("arn", "eu-west-1")], [("the credential scope", "eu-west-1")]) == "eu-west-1"
+
+
+def test_requested_region_differing_from_the_arns_is_refused_naming_both() -> None:
+    chooser = RegionChooser("us-west-2", ALLOWED)
+    with pytest.raises(RegionRejected) as err:
+        chooser.choose("ivs", [("arn", "us-west-2")], [("the region path prefix", "eu-west-1")])
+    assert err.value.message == "the region path prefix chooses region eu-west-1, but arn is in us-west-2"
+
+
+def test_two_requested_regions_that_differ_are_refused_naming_both() -> None:
+    chooser = RegionChooser("us-west-2", ALLOWED)
+    with pytest.raises(RegionRejected) as err:
+        chooser.choose("ivs", [], [("the region path prefix", "eu-west-1"), ("the credential scope", "us-west-2")])
+    assert err.value.message == (
+        "the region path prefix chooses region eu-west-1, but the credential scope chooses us-west-2"
+    )
+
+
+def test_requested_region_outside_the_allowed_list_is_refused_listing_them() -> None:
+    chooser = RegionChooser("us-west-2", ALLOWED)
+    with pytest.raises(RegionRejected) as err:
+        chooser.choose("ivs", [], [("the region path prefix", "ap-south-1")])
+    assert err.value.message == "ivs is not allowed in region 'ap-south-1'; allowed: eu-west-1, us-west-2"

@@ -114,3 +114,18 @@ def test_compressed_request_bodies_are_refused() -> None:
     with pytest.raises(UnsupportedMediaType):
         check([JSON, ("Content-Encoding", "gzip")])
     check([JSON, ("Content-Encoding", "identity")])
+
+
+SIGNED_FOR_EU = ("Authorization", ("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/eu-west-1/ivs/aws4_request, "
+                                   "SignedHeaders=host;x-amz-date, Signature=abc"))
+
+
+def test_a_stripped_signature_names_its_scope_region() -> None:
+    policy = HeaderPolicy(HeaderOptions(strip_caller_signature=True))
+    assert policy.stripped_scope_region([JSON, SIGNED_FOR_EU]) == "eu-west-1"
+    assert policy.stripped_scope_region([JSON]) is None
+    assert policy.stripped_scope_region([("authorization", "AWS4-HMAC-SHA256 garbage")]) is None
+
+
+def test_no_scope_region_when_signatures_are_not_stripped() -> None:
+    assert HeaderPolicy(HeaderOptions()).stripped_scope_region([JSON, SIGNED_FOR_EU]) is None
