@@ -6,18 +6,38 @@ so a channel created in the wrong region, or a request signed for the wrong one,
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import shlex
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import boto3
 import pytest
+from botocore import UNSIGNED
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tests.e2e.conftest import proxy_env, unsigned_client
+from tests.support.inprocess import proxy_for
 from tests.support.moto import MotoServer, SessionCredentials
 from tests.support.proxy_process import ProxyProcess
 
 REGIONS = ("us-west-2", "eu-west-1")
+README = Path(__file__).resolve().parents[2] / "README.md"
+DOC_URL = "http://127.0.0.1:8080"
+
+
+def multi_region_section() -> str:
+    """README "Pointing an app at it", part "Every region from one proxy"."""
+    return README.read_text().split("### Every region from one proxy", 1)[1].split("\n## ", 1)[0]
+
+
+def fenced(section: str, language: str = "") -> list[str]:
+    return [block.split("\n", 1)[1] for block in section.split("```")[1::2] if block.split("\n", 1)[0] == language]
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +103,33 @@ def test_each_conflict_is_refused_with_nothing_forwarded(two_region_proxy: Proxy
     assert status == 400 and "ap-northeast-1" in message and "allowed: eu-west-1, us-west-2" in message
     assert not [c for c in in_moto(moto, "ap-northeast-1").list_channels()["channels"]
                 if c["name"] == "conflict-outside"]
+
+
+def test_the_readmes_cli_and_curl_commands_reach_the_region_they_name(two_region_proxy: ProxyProcess) -> None:
+    europe = unsigned_client("ivs", f"{two_region_proxy.url}/eu-west-1")
+    arn = europe.create_channel(name="readme-eu")["channel"]["arn"]
+    unsigned_client("ivs", f"{two_region_proxy.url}/us-west-2").create_channel(name="readme-west")
+    commands = [line for block in fenced(multi_region_section()) for line in block.splitlines() if line.strip()]
+    assert [c.split()[0] for c in commands] == ["aws", "curl"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_REGION="us-west-2", AWS_DEFAULT_REGION="us-west-2", AWS_CONFIG_FILE=os.devnull)
+    for command in commands:
+        argv = shlex.split(command.replace(DOC_URL, two_region_proxy.url))
+        if argv[0] == "aws":
+            argv[0] = str(Path(sys.executable).with_name("aws"))
+        result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr
+        names = {c["name"] for c in json.loads(result.stdout)["channels"]}
+        assert "readme-eu" in names and "readme-west" not in names, command
+    europe.delete_channel(arn=arn)
+
+
+async def test_the_readmes_boto3_client_reaches_the_region_it_names(aiohttp_server, recording) -> None:  # type: ignore[no-untyped-def]
+    upstream, upstream_server = recording
+    proxy = proxy_for(str(upstream_server.make_url("")).rstrip("/"))
+    url = str((await aiohttp_server(proxy.data_app)).make_url("")).rstrip("/")
+    [snippet] = fenced(multi_region_section(), "python")
+    scope: dict[str, object] = {"boto3": boto3, "unsigned": Config(signature_version=UNSIGNED)}
+    exec(snippet.replace(DOC_URL, url), scope)  # noqa: S102 (the README's own code)
+    await asyncio.to_thread(scope["eu_stages"].list_stages)  # type: ignore[attr-defined]
+    assert [(r.service, r.region, r.raw_path) for r in upstream.received] == [("ivs", "eu-west-1", "/ListStages")]
