@@ -28,6 +28,8 @@ SIGNING_BUCKETS = (0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.001,
 REFRESH_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 UNKNOWN = "unknown"
+#: The `region` label of a request refused before its region was chosen.
+NO_REGION = "none"
 
 
 def multiprocess_enabled() -> bool:
@@ -57,8 +59,8 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "ivs_proxy_requests", "Requests answered, by operation and HTTP status.",
-            ["service", "operation", "code"], registry=r,
+            "ivs_proxy_requests", "Requests answered, by operation, region and HTTP status.",
+            ["service", "operation", "region", "code"], registry=r,
         )
         self.request_duration = Histogram(
             "ivs_proxy_request_duration_seconds", "Whole request time, from first byte read to answer.",
@@ -66,7 +68,7 @@ class Metrics:
         )
         self.upstream_duration = Histogram(
             "ivs_proxy_upstream_duration_seconds", "Time spent waiting on AWS.",
-            ["service", "operation"], buckets=REQUEST_BUCKETS, registry=r,
+            ["service", "operation", "region"], buckets=REQUEST_BUCKETS, registry=r,
         )
         self.upstream_errors = Counter(
             "ivs_proxy_upstream_errors", "Failures talking to AWS, by kind (connect, timeout, reset, tls, malformed).",

@@ -37,7 +37,7 @@ from proxy.errors import (
     UpstreamError,
 )
 from proxy.observe.logs import ACCESS_LOG
-from proxy.observe.metrics import UNKNOWN, Metrics
+from proxy.observe.metrics import NO_REGION, UNKNOWN, Metrics
 from proxy.pipeline import Exchange, IncomingRequest, Pipeline
 from proxy.serve.drain import Drain
 from proxy.serve.limits import Admission
@@ -56,25 +56,26 @@ class MetricChildren:
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
-        self._answered: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
-        self._upstream: dict[tuple[str, str], Histogram] = {}
+        self._answered: dict[tuple[str, str, str, int], tuple[Counter, Histogram]] = {}
+        self._upstream: dict[tuple[str, str, str], Histogram] = {}
         self._rejected: dict[str, Counter] = {}
 
-    def answered(self, service: str, operation: str, status: int) -> tuple[Counter, Histogram]:
-        """(requests, request duration) of this operation and status."""
-        key = (service, operation, status)
+    def answered(self, service: str, operation: str, region: str, status: int) -> tuple[Counter, Histogram]:
+        """(requests, request duration) of this operation, region and status."""
+        key = (service, operation, region, status)
         children = self._answered.get(key)
         if children is None:
             m = self._metrics
-            children = self._answered[key] = (m.requests.labels(service, operation, str(status)),
+            children = self._answered[key] = (m.requests.labels(service, operation, region, str(status)),
                                               m.request_duration.labels(service, operation))
         return children
 
-    def upstream_duration(self, service: str, operation: str) -> Histogram:
+    def upstream_duration(self, service: str, operation: str, region: str) -> Histogram:
         # Only once a call reached AWS: a refused request must not create an empty series.
-        child = self._upstream.get((service, operation))
+        child = self._upstream.get((service, operation, region))
         if child is None:
-            child = self._upstream[service, operation] = self._metrics.upstream_duration.labels(service, operation)
+            child = self._upstream[service, operation, region] = self._metrics.upstream_duration.labels(
+                service, operation, region)
         return child
 
     def rejected(self, reason: str) -> Counter:
@@ -226,7 +227,9 @@ def record_request(request: web.Request, response: web.StreamResponse, seconds: 
         service = operation = UNKNOWN
     error: ProxyError | None = request.get(ERROR)
     status = response.status
-    answered, duration = children.answered(service, operation, status)
+    # Only a region the chooser accepted (a fixed, configured set), never what a caller sent.
+    region = exchange.region if exchange is not None and exchange.region else NO_REGION
+    answered, duration = children.answered(service, operation, region, status)
     answered.inc()
     duration.observe(seconds)
     line: dict[str, object] = {
@@ -257,7 +260,8 @@ def _record_exchange(exchange: Exchange, children: MetricChildren, metrics: Metr
             metrics.retries.labels(reason).inc()
     if exchange.upstream_seconds:
         operation = exchange.operation
-        children.upstream_duration(operation.service.name, operation.name).observe(exchange.upstream_seconds)
+        children.upstream_duration(operation.service.name, operation.name, exchange.region).observe(
+            exchange.upstream_seconds)
         line["upstream_ms"] = round(exchange.upstream_seconds * 1000, 3)
     if exchange.signing_seconds:
         metrics.signing_duration.observe(exchange.signing_seconds)

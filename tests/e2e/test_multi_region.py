@@ -12,6 +12,7 @@ import os
 import shlex
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import pytest
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import proxy_env, unsigned_client
 from tests.support.inprocess import proxy_for
@@ -84,6 +86,14 @@ def test_one_proxy_creates_and_lists_channels_per_region(two_region_proxy: Proxy
     lines = [json.loads(line) for line in two_region_proxy.output().splitlines() if line.startswith("{")]
     created = [line["region"] for line in lines if line.get("operation") == "CreateChannel"]
     assert created[-2:] == list(REGIONS)
+    with urllib.request.urlopen(f"{two_region_proxy.admin_url}/metrics", timeout=10) as scraped:
+        families = {f.name: f for f in text_string_to_metric_families(scraped.read().decode())}
+    for name in ("ivs_proxy_requests", "ivs_proxy_upstream_duration_seconds"):
+        regions = {s.labels["region"] for s in families[name].samples if s.labels.get("operation") == "CreateChannel"}
+        assert regions == set(REGIONS), name
+    # as the README says
+    assert "`ivs_proxy_requests_total` and `ivs_proxy_upstream_duration_seconds`" in " ".join(
+        multi_region_section().split())
 
 
 def test_each_conflict_is_refused_with_nothing_forwarded(two_region_proxy: ProxyProcess, moto: MotoServer) -> None:

@@ -66,15 +66,19 @@ async def test_metrics_count_exactly_what_happened(aiohttp_client, recording) ->
     def value(name: str, **labels: str) -> float:
         return got.get((name, tuple(sorted(labels.items()))), 0.0)
 
-    assert value("ivs_proxy_requests_total", service="ivs", operation="ListChannels", code="200") == 3
-    assert value("ivs_proxy_requests_total", service="ivs", operation="GetChannel", code="404") == 1
-    assert value("ivs_proxy_requests_total", service="unknown", operation="unknown", code="404") == 1
-    assert value("ivs_proxy_requests_total", service="ivs", operation="ListChannels", code="406") == 1
+    assert value("ivs_proxy_requests_total", service="ivs", operation="ListChannels", region="us-west-2",
+                 code="200") == 3
+    assert value("ivs_proxy_requests_total", service="ivs", operation="GetChannel", region="us-west-2",
+                 code="404") == 1
+    # refused before a region was chosen
+    assert value("ivs_proxy_requests_total", service="unknown", operation="unknown", region="none", code="404") == 1
+    assert value("ivs_proxy_requests_total", service="ivs", operation="ListChannels", region="none", code="406") == 1
     assert value("ivs_proxy_rejected_total", reason="unknown_operation") == 1
     assert value("ivs_proxy_rejected_total", reason="header") == 1
     assert sum(v for (n, _), v in got.items() if n == "ivs_proxy_rejected_total") == 2
     assert value("ivs_proxy_request_duration_seconds_count", service="ivs", operation="ListChannels") == 4
-    assert value("ivs_proxy_upstream_duration_seconds_count", service="ivs", operation="ListChannels") == 3
+    assert value("ivs_proxy_upstream_duration_seconds_count", service="ivs", operation="ListChannels",
+                 region="us-west-2") == 3
     # Refused before reaching AWS: the unknown path leaves no (empty) upstream series behind.
     assert {dict(labels).get("operation") for name, labels in got if name.startswith("ivs_proxy_upstream_duration")} \
         == {"ListChannels", "GetChannel"}
@@ -86,7 +90,8 @@ async def test_metrics_count_exactly_what_happened(aiohttp_client, recording) ->
 
     broken = samples(await scrape(broken_admin))
     assert broken[("ivs_proxy_upstream_errors_total", (("kind", "connect"),))] == 1
-    assert broken[("ivs_proxy_requests_total", (("code", "502"), ("operation", "ListChannels"), ("service", "ivs")))] == 1
+    assert broken[("ivs_proxy_requests_total", (("code", "502"), ("operation", "ListChannels"), ("region", "us-west-2"),
+                                                ("service", "ivs")))] == 1
 
 
 async def test_openmetrics_when_the_scraper_asks(aiohttp_client, recording) -> None:  # type: ignore[no-untyped-def]

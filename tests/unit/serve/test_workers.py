@@ -126,7 +126,7 @@ WORKER_METRICS = textwrap.dedent("""
     metrics.credentials_expiry.set_function(lambda: expiry)
     metrics.retry_quota.set_function(lambda: quota)
     metrics.inflight.inc(inflight)
-    metrics.requests.labels("ivs", "ListChannels", "200").inc()
+    metrics.requests.labels("ivs", "ListChannels", "us-west-2", "200").inc()
     metrics.sample()
 """)
 
