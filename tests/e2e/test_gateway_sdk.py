@@ -86,6 +86,21 @@ async def test_the_credential_scope_chooses_the_region(aiohttp_server, recording
     assert len(upstream.received) == 2
 
 
+async def test_a_region_prefix_is_verified_with_the_signature_and_must_match_its_scope(aiohttp_server, recording) -> None:  # type: ignore[no-untyped-def]
+    upstream, upstream_server = recording
+    settings = gateway_settings(regions={"ivs": ["us-west-2", "eu-west-1"]})
+    url = await serve(aiohttp_server, upstream_server, settings)
+    # the SDK signs the path it sends, prefix included: the proxy verifies that path
+    await asyncio.to_thread(sdk_client("ivs", f"{url}/eu-west-1", CHAT, region="eu-west-1").list_channels)
+    assert [(r.region, r.raw_path) for r in upstream.received] == [("eu-west-1", "/ListChannels")]
+    with pytest.raises(ClientError) as mixed:
+        await asyncio.to_thread(sdk_client("ivs", f"{url}/eu-west-1", CHAT, region="us-west-2").list_channels)
+    status, _, message = error_of(mixed)
+    assert status == 400 and "region path prefix" in message and "credential scope" in message
+    assert "eu-west-1" in message and "us-west-2" in message
+    assert len(upstream.received) == 1
+
+
 @pytest.mark.parametrize(
     ("how", "code"),
     [("wrong secret", "InvalidSignatureException"), ("unknown key", "UnrecognizedClientException"),
