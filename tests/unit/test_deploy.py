@@ -596,9 +596,8 @@ def test_compose_serves_on_the_hosts_loopback_only() -> None:
 # -- docs ---------------------------------------------------------------------------------
 
 
-def test_deploy_docs_have_the_three_paths_and_name_real_files() -> None:
+def test_deploy_docs_have_the_three_paths() -> None:
+    # That the files they name exist: tests/unit/test_docs.py, for every doc.
     text = (REPO / "README.md").read_text() + (REPO / "docs" / "deploy.md").read_text()
     for heading in ("## Run it as a sidecar", "## Run it as a gateway", "## Use it on your laptop"):
         assert heading in text
-    for path in set(re.findall(r"(?<![\w/.-])((?:deploy|proxy|config)/[\w./-]*\w)", text)):
-        assert (REPO / path).exists(), path
