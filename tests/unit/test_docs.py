@@ -116,9 +116,9 @@ def command_lines(markdown: str) -> Iterator[str]:
             yield re.sub(r"\[--[^\]]*\]", "", line)
 
 
-def ivs_proxy_invocations(line: str) -> Iterator[list[str]]:
-    """The arguments of each `ivs-proxy` command on a shell line (after VAR=value, before
-    pipes, redirections and comments)."""
+def invocations(line: str, program: str) -> Iterator[tuple[list[str], list[str]]]:
+    """Each `program` command on a shell line: its VAR=value assignments and its arguments
+    (before pipes, redirections and comments)."""
     lexer = shlex.shlex(line.removeprefix("$ "), posix=True, punctuation_chars=True)
     lexer.whitespace_split = True
     lexer.commenters = "#"
@@ -130,15 +130,21 @@ def ivs_proxy_invocations(line: str) -> Iterator[list[str]]:
     for word in [*words, ";"]:
         if word and set(word) <= set("|&;()<>"):
             args = list(command)
+            assignments = []
             while args and re.fullmatch(r"[A-Za-z_]\w*=.*", args[0]):
-                args.pop(0)
-            if args and Path(args[0]).name == "ivs-proxy":
-                yield args[1:]
+                assignments.append(args.pop(0))
+            if args and args[0].rsplit("/", 1)[-1] == program:  # `aws/` in a layout tree is not `aws`
+                yield assignments, args[1:]
             command = []
         elif command and set(command[-1]) <= set("<>") and command[-1]:
             command.pop()  # `> file`: the target is no argument
         else:
             command.append(word)
+
+
+def ivs_proxy_invocations(line: str) -> Iterator[list[str]]:
+    for _, args in invocations(line, "ivs-proxy"):
+        yield args
 
 
 def test_the_command_finder_finds_commands_and_only_them() -> None:
@@ -161,3 +167,40 @@ def test_every_command_line_a_doc_shows_parses(doc: Path) -> None:
                 if exit_.code != 0:  # --help and --version exit 0
                     refused.append(" ".join(["ivs-proxy", *args]))
     assert refused == []
+
+
+def test_measured_figures_in_the_manifests_are_the_documents_they_cite() -> None:
+    """A `# Measured (benchmarks/results.md, ...): 55.6 MiB idle` comment quotes that file."""
+    cited = 0
+    for manifest in sorted((REPO / "deploy").rglob("*.yaml")):
+        text = manifest.read_text()
+        for source, figures in re.findall(r"# Measured \(([\w./-]+)[^)]*\):((?:.*\n\s*#)*.*)", text):
+            document = (REPO / source).read_text()
+            for figure in re.findall(r"\d+(?:\.\d+)? MiB", figures):
+                assert figure in document, f"{manifest.relative_to(REPO)}: {figure} not in {source}"
+                cited += 1
+    assert cited >= 6  # the gateway, the sidecar Deployment and the Job each quote two
+
+
+# AWS CLI commands that need no region: global services, and SSO (the profile's sso_region).
+REGIONLESS_AWS_COMMANDS = {"iam", "sso", "configure"}
+
+
+def aws_cli_lines(markdown: str) -> Iterator[str]:
+    """Shell lines of fenced blocks, commented-out alternatives too. (Inline code is prose's:
+    "the Job runs `aws ivs list-channels`" describes a command whose region is set elsewhere.)"""
+    for line in command_lines(markdown):
+        yield re.sub(r"^#\s+(?=aws )", "", line)
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=doc_ids())
+def test_every_aws_cli_command_a_doc_shows_names_its_region(doc: Path) -> None:
+    """Without ~/.aws/config the CLI stops at "You must specify a region"."""
+    regionless = [
+        " ".join(["aws", *args])
+        for line in aws_cli_lines(doc.read_text())
+        for assignments, args in invocations(line, "aws")
+        if args and args[0] not in REGIONLESS_AWS_COMMANDS and "--region" not in args
+        and not any(a.startswith(("AWS_REGION=", "AWS_DEFAULT_REGION=")) for a in assignments)
+    ]
+    assert regionless == []
