@@ -9,6 +9,9 @@
 # host networking: deploy/compose). A gateway mounts its own config (mode: gateway, auth:
 # deploy/kubernetes/gateway); the redis extra (redis.url) is installed.
 #
+# VERSION (the image label) must equal proxy/__init__.py's __version__, which is the wheel's
+# and `ivs-proxy --version`'s: tests/unit/test_deploy.py checks it.
+#
 # Give `docker stop` at least 30 s (-t 30): a stopping proxy drains for up to 25 s
 # (proxy/defaults.py). tests/e2e/test_image_install.py replays the build and the default
 # command without a Docker engine; tests/unit/test_deploy.py lints this file with hadolint
@@ -22,7 +25,7 @@ FROM python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY proxy ./proxy
 # With the redis extra: gateway replicas share rate limits and the replay window through
 # Redis (redis.url). pip's download cache lives in a BuildKit cache mount: fast rebuilds,

@@ -37,9 +37,10 @@ if TYPE_CHECKING:
     from proxy.serve.workers import WorkerRole
 
 EXIT_CONFIG = 2
-
-
 EXIT_RUNTIME = 1
+# What a shell reports for a command killed by SIGPIPE (`seq 100000 | head`): the reader
+# stopped reading, which is not an error worth a message.
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
 EXAMPLES = {
     "ivs-proxy": """exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error
@@ -66,7 +67,7 @@ examples:
     "whoami": """examples:
   ivs-proxy whoami
   AWS_PROFILE=my-sso-profile ivs-proxy whoami --region us-west-2""",
-    "policy-check": """exit code 0 when allowed, 1 when denied.
+    "policy-check": """exit code 0 when allowed, 1 when denied, 2 for a bad flag or config.
 
 examples:
   ivs-proxy policy-check --config config/gateway.yaml --caller video-team \\
@@ -94,8 +95,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", help="data listener HOST:PORT (default 127.0.0.1:8080)")
     serve.add_argument("--admin-listen", help="admin listener HOST:PORT (default 127.0.0.1:9901)")
     serve.add_argument("--region", help="default AWS region (else AWS_REGION, AWS_DEFAULT_REGION, profile)")
-    serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
-    serve.add_argument("--log-format", choices=("json", "console"))
+    serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                       help="least severe log line written (default info; log.level)")
+    serve.add_argument("--log-format", choices=("json", "console"),
+                       help="json: one JSON object a line; console: for a terminal (default json; log.format)")
     serve.add_argument("--drain-delay", type=float, metavar="SECONDS",
                        help="on SIGTERM, keep accepting this long before draining (default 5; shutdown.drain_delay_seconds)")
     serve.add_argument("--workers", metavar="N|auto",
@@ -159,6 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"ivs-proxy: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except BrokenPipeError:  # `ivs-proxy routes | head`
+        # Python flushes stdout again at exit: point it at /dev/null so that flush cannot fail.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except OSError as exc:  # e.g. the port is taken: say so, without a stack trace
         print(f"ivs-proxy: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_RUNTIME
@@ -167,14 +174,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def print_routes(config: ProxyConfig) -> int:
     catalog = Catalog.load(config.services)
-    for op in sorted(catalog.operations, key=lambda o: (o.service.name, o.path_template, o.method)):
-        mount = "" if op.service.name == "ivs" else SERVICE_MOUNTS[op.service.name]
-        print(f"{op.service.name:<13} {op.method:<7} {mount}{op.path_template:<40} {op.name}")
+    rows = [
+        (op.service.name, op.method, ("" if op.service.name == "ivs" else SERVICE_MOUNTS[op.service.name]) + op.path_template, op.name)
+        for op in sorted(catalog.operations, key=lambda o: (o.service.name, o.path_template, o.method))
+    ]
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    for service, method, path, name in rows:
+        print(f"{service:<{widths[0]}}  {method:<{widths[1]}}  {path:<{widths[2]}}  {name}")
     return 0
 
 
 def whoami(config: ProxyConfig) -> int:
     """Fetch credentials once, as `serve` would, and say whose they are and until when."""
+    configure_logging(config.log.level, config.log.format)  # else structlog prints its debug lines
     source, identify = credential_source_for(config, os.environ)
     try:
         snapshot = source.fetch()

@@ -91,7 +91,9 @@ class BotocoreChainSource:
                 raise SourceFailed(
                     self.name,
                     "found no credentials (looked at the environment, shared config and credentials "
-                    "files, SSO, web identity, container credentials and instance metadata)",
+                    "files, SSO, web identity, container credentials and instance metadata); to give it "
+                    "some, run `aws sso login --profile NAME` and start ivs-proxy with AWS_PROFILE=NAME, "
+                    "or attach a role to the instance, task or pod; `ivs-proxy whoami` shows what it finds",
                 )
             self._resolved = found
         return self._resolved

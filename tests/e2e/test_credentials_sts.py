@@ -54,6 +54,9 @@ def whoami(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], 
     """`ivs-proxy whoami` in this process (botocore's chain reads os.environ), for speed."""
     use_env(monkeypatch, env)
     capsys.readouterr()
+    # whoami configures the process's logging onto capsys's stream, which closes after this
+    # test; test_cli.py checks that logging in a real process.
+    monkeypatch.setattr("proxy.cli.configure_logging", lambda *_args: None)
     code = main(["whoami", *args])
     return code, capsys.readouterr().out
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +12,14 @@ from proxy.cli import main
 from proxy.model.catalog import Catalog
 
 IVS_PROXY = str(Path(sys.executable).with_name("ivs-proxy"))
+# The venv's `ivs-proxy` imports whichever tree is installed editable; a child started with a
+# bare environment must still run this tree's code.
+TREE = str(Path(__file__).resolve().parents[2])
+BARE_ENV = {"PATH": "/usr/bin:/bin", "PYTHONPATH": TREE}
+NO_CREDENTIALS_ENV = {**BARE_ENV, "AWS_REGION": "us-west-2", "AWS_CONFIG_FILE": "/dev/null",
+                      "AWS_SHARED_CREDENTIALS_FILE": "/dev/null", "AWS_EC2_METADATA_DISABLED": "true"}
+STATIC_CREDENTIALS_ENV = {**NO_CREDENTIALS_ENV, "AWS_ACCESS_KEY_ID": "ASIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "x",
+                          "AWS_SESSION_TOKEN": "y", "AWS_CREDENTIAL_EXPIRATION": "2099-01-01T00:00:00Z"}
 
 
 def test_routes_prints_every_operation(capsys: pytest.CaptureFixture[str]) -> None:
@@ -37,7 +47,7 @@ def test_serve_with_a_bad_config_exits_2_before_listening(tmp_path: Path) -> Non
     bad.write_text("regions:\n  ivs: [mars-north-1]\n")
     result = subprocess.run(
         [IVS_PROXY, "serve", "--config", str(bad)], capture_output=True, text=True, timeout=60, check=False,
-        env={"PATH": "/usr/bin:/bin", "AWS_REGION": "us-west-2"},
+        env={**BARE_ENV, "AWS_REGION": "us-west-2"},
     )
     assert result.returncode == 2
     assert "regions.ivs" in result.stderr and "mars-north-1" in result.stderr
@@ -45,7 +55,8 @@ def test_serve_with_a_bad_config_exits_2_before_listening(tmp_path: Path) -> Non
 
 
 def test_version() -> None:
-    result = subprocess.run([IVS_PROXY, "--version"], capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run([IVS_PROXY, "--version"], capture_output=True, text=True, timeout=60, check=False,
+                            env=BARE_ENV)
     assert result.returncode == 0
     assert result.stdout.startswith("ivs-proxy ") and "botocore" in result.stdout
 
@@ -57,12 +68,9 @@ def test_a_taken_port_is_a_runtime_failure_without_a_traceback() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        env = {"PATH": "/usr/bin:/bin", "AWS_REGION": "us-west-2", "AWS_ACCESS_KEY_ID": "ASIAEXAMPLE",
-               "AWS_SECRET_ACCESS_KEY": "x", "AWS_SESSION_TOKEN": "y", "AWS_CONFIG_FILE": "/dev/null",
-               "AWS_CREDENTIAL_EXPIRATION": "2099-01-01T00:00:00Z", "AWS_EC2_METADATA_DISABLED": "true"}
         result = subprocess.run(
             [IVS_PROXY, "serve", "--listen", f"127.0.0.1:{port}", "--admin-listen", "127.0.0.1:0"],
-            capture_output=True, text=True, timeout=60, env=env, check=False,
+            capture_output=True, text=True, timeout=60, env=STATIC_CREDENTIALS_ENV, check=False,
         )
     assert result.returncode == 1
     assert "address already in use" in result.stderr
@@ -71,6 +79,70 @@ def test_a_taken_port_is_a_runtime_failure_without_a_traceback() -> None:
 
 @pytest.mark.parametrize("command", ["serve", "routes", "check-config", "whoami", "policy-check", "dev"])
 def test_every_command_has_help_with_examples(command: str) -> None:
-    result = subprocess.run([IVS_PROXY, command, "--help"], capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run([IVS_PROXY, command, "--help"], capture_output=True, text=True, timeout=60, check=False,
+                            env=BARE_ENV)
     assert result.returncode == 0
     assert "examples:" in result.stdout and f"ivs-proxy {command}" in result.stdout
+
+
+def test_routes_columns_line_up(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["routes"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # Each column starts at the same offset on every line: where the first line's words start.
+    first = lines[0]
+    starts = [i for i, char in enumerate(first) if char != " " and (i == 0 or first[i - 1] == " ")]
+    assert len(starts) == 4
+    for line in lines:
+        assert all(line[start] != " " and line[start - 1] == " " for start in starts[1:]), line
+
+
+def test_routes_into_a_pipe_closed_early_exits_quietly() -> None:
+    """`ivs-proxy routes | head -1`: the reader stops; no "Broken pipe" and no exit 1."""
+    # The reader is gone before the first line (the output would fit in a pipe's buffer).
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        result = subprocess.run([IVS_PROXY, "routes"], stdout=writer, stderr=subprocess.PIPE, text=True, timeout=60,
+                                check=False, env=BARE_ENV)
+    finally:
+        os.close(writer)
+    assert result.returncode == 128 + signal.SIGPIPE
+    assert result.stderr == ""
+
+
+def test_serve_help_explains_the_log_flags() -> None:
+    result = subprocess.run([IVS_PROXY, "serve", "--help"], capture_output=True, text=True, timeout=60,
+                            check=False, env=BARE_ENV)
+    flags = " ".join(result.stdout.split())
+    assert "--log-level {debug,info,warning,error} least severe log line written" in flags
+    assert "--log-format {json,console} json: one JSON object a line" in flags
+
+
+def test_policy_check_help_names_every_exit_code() -> None:
+    result = subprocess.run([IVS_PROXY, "policy-check", "--help"], capture_output=True, text=True, timeout=60,
+                            check=False, env=BARE_ENV)
+    assert "0 when allowed, 1 when denied, 2 for a bad flag or config" in result.stdout
+
+
+def test_policy_check_with_a_bad_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text("policy:\n  callers:\n    video-team: not-a-policy\n")
+    assert main(["policy-check", "--config", str(config), "--caller", "video-team", "--action", "ivs:GetChannel"]) == 2
+    assert "policy" in capsys.readouterr().err
+
+
+def test_whoami_prints_no_debug_line_at_the_default_level() -> None:
+    # STS is unreachable here, so the identity lookup fails: that is logged at debug only.
+    result = subprocess.run([IVS_PROXY, "whoami"], capture_output=True, text=True, timeout=60, check=False,
+                            env={**STATIC_CREDENTIALS_ENV, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+    assert result.returncode == 0, result.stderr
+    assert "source:   env" in result.stdout
+    assert result.stderr == ""
+
+
+def test_whoami_without_credentials_says_what_to_do() -> None:
+    result = subprocess.run([IVS_PROXY, "whoami"], capture_output=True, text=True, timeout=60, check=False,
+                            env=NO_CREDENTIALS_ENV)
+    assert result.returncode == 1
+    assert "found no credentials" in result.stderr
+    assert "aws sso login --profile NAME" in result.stderr and "AWS_PROFILE=NAME" in result.stderr

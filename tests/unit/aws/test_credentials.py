@@ -410,9 +410,11 @@ def test_each_fetch_really_fetches_even_far_from_expiry(hermetic_env: pytest.Mon
     assert second.credentials.token == "t3" and second.expires_at is not None
 
 
-def test_chain_with_nothing_to_find_names_what_it_looked_at(hermetic_env: pytest.MonkeyPatch) -> None:
-    with pytest.raises(SourceFailed, match="found no credentials .looked at the environment"):
+def test_chain_with_nothing_to_find_names_what_it_looked_at_and_what_to_do(hermetic_env: pytest.MonkeyPatch) -> None:
+    with pytest.raises(SourceFailed, match="found no credentials .looked at the environment") as failed:
         BotocoreChainSource(botocore.session.Session()).fetch()
+    # The same text is the 503's message (CredentialStore.unavailable_reason) and whoami's.
+    assert "run `aws sso login --profile NAME` and start ivs-proxy with AWS_PROFILE=NAME" in str(failed.value)
 
 
 def test_served_services_policy_allows_only_the_ivs_actions() -> None:
