@@ -92,7 +92,7 @@ def exported_metrics() -> dict[str, set[str]]:
 def test_the_metric_list_is_complete() -> None:
     exported = exported_metrics()
     assert {"ivs_proxy_requests_total", "ivs_proxy_build_info", "ivs_proxy_workers"} <= set(exported)
-    assert exported["ivs_proxy_requests_total"] == {"service", "operation", "code"}
+    assert exported["ivs_proxy_requests_total"] == {"service", "operation", "region", "code"}
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=doc_ids())
