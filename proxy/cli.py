@@ -124,6 +124,8 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--action", required=True, help="IAM action, e.g. ivs:GetChannel")
     explain.add_argument("--resource", action="append", default=[],
                          help="an ARN the call names (repeat for batches; none: the call names no ARN)")
+    explain.add_argument("--region", help="the region the call goes to (aws:RequestedRegion); default: the "
+                         "region of the ARNs, else the config's region")
 
     add_dev_command(commands)
     return parser
@@ -158,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{args.file}: ok")
             return 0
         if args.command == "policy-check":
-            return policy_check(load_config(args.config), args.caller, args.action, args.resource)
+            return policy_check(load_config(args.config), args.caller, args.action, args.resource, args.region)
     except ConfigError as exc:
         print(f"ivs-proxy: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -205,11 +207,17 @@ def whoami(config: ProxyConfig) -> int:
     return 0
 
 
-def policy_check(config: ProxyConfig, caller: str, action: str, resources: list[str]) -> int:
+def policy_check(config: ProxyConfig, caller: str, action: str, resources: list[str],
+                 region: str | None = None) -> int:
     """Print the decision, resource by resource, and the statement behind each; 0 allow, 1 deny."""
     known = {op.iam_action for op in Catalog.load(config.services).operations}
-    decision = PolicySet(config.policy.callers, known).evaluate(caller, action, resources)
+    # As the proxy chooses: the ARNs' region first (arn:aws:ivs:<region>:...), then the default.
+    arn_regions = [parts[3] for parts in (r.split(":", 5) for r in resources) if len(parts) > 4 and parts[3]]
+    region = region or next(iter(arn_regions), None) or config.region
+    decision = PolicySet(config.policy.callers, known).evaluate(caller, action, resources, region)
     print(f"caller:   {caller}\naction:   {action}")
+    print(f"region:   {region} (aws:RequestedRegion)" if region else
+          "region:   none (a condition on aws:RequestedRegion: StringEquals/StringLike fail, the Not forms hold)")
     for verdict in decision.verdicts:
         how = "no statement allows it" if verdict.statement is None else (
             f"{'allowed' if verdict.allowed else 'denied'} by statement {verdict.statement}")

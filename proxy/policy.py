@@ -5,9 +5,18 @@ A document per caller, in IAM's own words (`Statement`, `Sid`, `Effect`, `Action
 explicit `Deny` wins, otherwise every resource of the request must be allowed by some
 `Allow`, otherwise the request is denied (default deny).
 
-Deliberately unsupported, and refused at start-up rather than ignored: `Condition`,
-`NotAction`, `NotResource`, `Principal`, `NotPrincipal`. Ignoring a `Condition` on an
-`Allow` would silently widen it, so a document that has one does not load.
+One condition key is understood, the one IAM itself uses for regions:
+`aws:RequestedRegion` (the region the proxy chose for the call: the ARNs', the caller's
+region prefix or credential scope, or the default), under `StringEquals`, `StringNotEquals`,
+`StringLike` or `StringNotLike`. It restricts calls that name no ARN as well as those that
+do, the way IAM's own region-restriction policies read:
+
+    {"Effect": "Deny", "Action": "ivs:*", "Resource": "*",
+     "Condition": {"StringNotEquals": {"aws:RequestedRegion": ["eu-west-1"]}}}
+
+Deliberately unsupported, and refused at start-up rather than ignored: any other condition
+key or operator, `NotAction`, `NotResource`, `Principal`, `NotPrincipal`. Ignoring a
+condition on an `Allow` would silently widen it, so a document that has one does not load.
 
 Matching: `Action` is case-insensitive, as in IAM; `Resource` is case-sensitive, and both
 are anchored at both ends, `*` matching any run of characters (`/` and `:` included) and
@@ -33,8 +42,12 @@ from proxy.errors import ConfigError, ProxyError
 
 NO_RESOURCE = "*"
 _VERSIONS = ("2012-10-17", "2008-10-17")
-_STATEMENT_KEYS = {"Sid", "Effect", "Action", "Resource"}
-_UNSUPPORTED = {"Condition", "NotAction", "NotResource", "Principal", "NotPrincipal"}
+_STATEMENT_KEYS = {"Sid", "Effect", "Action", "Resource", "Condition"}
+_UNSUPPORTED = {"NotAction", "NotResource", "Principal", "NotPrincipal"}
+REQUESTED_REGION = "aws:RequestedRegion"
+#: operator -> (negated, wildcards)
+_OPERATORS = {"StringEquals": (False, False), "StringNotEquals": (True, False),
+              "StringLike": (False, True), "StringNotLike": (True, True)}
 _SID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _ACTION = re.compile(r"(?P<prefix>[a-z0-9-]+):(?P<name>[A-Za-z0-9*?]+)")
 #: Printable ASCII without whitespace: what an ARN pattern may contain.
@@ -59,6 +72,7 @@ class Statement:
     allow: bool
     actions: tuple[str, ...]
     resources: tuple[str, ...]
+    conditions: tuple[RegionCondition, ...] = ()  # all must hold for the statement to apply
 
     @property
     def effect(self) -> str:
@@ -92,6 +106,41 @@ class PolicyDocument:
         return cls(statements)
 
 
+@dataclass(frozen=True, slots=True)
+class RegionCondition:
+    """`{"<operator>": {"aws:RequestedRegion": [values]}}`: one operator, any of its values."""
+
+    operator: str
+    values: tuple[str, ...]
+
+    def holds(self, region: str | None) -> bool:
+        negated, wildcards = _OPERATORS[self.operator]
+        if region is None:  # IAM: a missing key fails a positive operator, passes a negated one
+            return negated
+        matched = any(
+            wildcard(v, ignore_case=False).fullmatch(region) if wildcards else v == region for v in self.values
+        )
+        return matched != negated
+
+
+def _conditions(raw: Any, key: str) -> tuple[RegionCondition, ...]:
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(key, f"must map an operator to {{{REQUESTED_REGION!r}: [regions]}}")
+    found = []
+    for operator, keys in raw.items():
+        if operator not in _OPERATORS:
+            raise ConfigError(f"{key}.{operator}", "is not supported by ivs-proxy (ignoring it would change what "
+                              f"the statement allows); supported: {', '.join(_OPERATORS)}")
+        if not isinstance(keys, dict) or not keys:
+            raise ConfigError(f"{key}.{operator}", f"must map {REQUESTED_REGION} to regions")
+        for name, values in keys.items():
+            if not isinstance(name, str) or name.lower() != REQUESTED_REGION.lower():
+                raise ConfigError(f"{key}.{operator}.{name}", "is not supported by ivs-proxy (ignoring it would "
+                                  f"change what the statement allows); supported: {REQUESTED_REGION}")
+            found.append(RegionCondition(operator, _strings(values, f"{key}.{operator}.{name}")))
+    return tuple(found)
+
+
 def _statement(raw: Any, index: int, key: str) -> Statement:
     if not isinstance(raw, dict):
         raise ConfigError(key, "must be a mapping with Effect, Action and Resource")
@@ -117,7 +166,8 @@ def _statement(raw: Any, index: int, key: str) -> Statement:
     for i, resource in enumerate(resources):
         if not _RESOURCE.fullmatch(resource):
             raise ConfigError(f"{key}.Resource[{i}]", f"{resource!r} is not \"*\" or an ARN pattern (arn:...)")
-    return Statement(sid or f"Statement[{index}]", raw["Effect"] == "Allow", actions, resources)
+    conditions = _conditions(raw["Condition"], f"{key}.Condition") if "Condition" in raw else ()
+    return Statement(sid or f"Statement[{index}]", raw["Effect"] == "Allow", actions, resources, conditions)
 
 
 def _strings(raw: Any, key: str) -> tuple[str, ...]:
@@ -144,6 +194,7 @@ class Decision:
     allowed: bool
     reason: str  # "allowed" | "explicit_deny" | "no_allow" | "no_policy"
     verdicts: tuple[ResourceVerdict, ...]
+    region: str | None = None  # aws:RequestedRegion, as evaluated
 
     @property
     def statements(self) -> tuple[str, ...]:
@@ -161,21 +212,25 @@ class Decision:
             "explicit_deny": "with an explicit deny in its policy",
             "no_policy": "because it has no policy",
         }.get(self.reason, "because no statement of its policy allows it")
-        return f"caller {self.caller!r} is not allowed to perform {self.action} on {self.refused_resource} {why}"
+        where = f" in {self.region}" if self.region else ""
+        return f"caller {self.caller!r} is not allowed to perform {self.action} on {self.refused_resource}{where} {why}"
 
 
 class _Compiled:
-    __slots__ = ("actions", "resources", "statement", "wildcard_resource")
+    __slots__ = ("actions", "conditions", "resources", "statement", "wildcard_resource")
 
     def __init__(self, statement: Statement) -> None:
         self.statement = statement
         self.actions = tuple(wildcard(a, ignore_case=True) for a in statement.actions)
         self.resources = tuple(wildcard(r, ignore_case=False) for r in statement.resources)
         self.wildcard_resource = NO_RESOURCE in statement.resources
+        self.conditions = statement.conditions
 
-    def covers(self, action: str, resource: str | None) -> bool:
+    def covers(self, action: str, resource: str | None, region: str | None) -> bool:
         """resource None: the request names no ARN, which only `Resource: "*"` covers."""
         if not any(p.fullmatch(action) for p in self.actions):
+            return False
+        if not all(condition.holds(region) for condition in self.conditions):
             return False
         if resource is None:
             return self.wildcard_resource
@@ -197,26 +252,27 @@ class PolicySet:
     def callers(self) -> frozenset[str]:
         return frozenset(self._policies)
 
-    def evaluate(self, caller: str, action: str, resources: Sequence[str]) -> Decision:
-        """Decide one request; `resources` are the ARNs it names (empty: none)."""
+    def evaluate(self, caller: str, action: str, resources: Sequence[str], region: str | None = None) -> Decision:
+        """Decide one request; `resources` are the ARNs it names (empty: none), `region` the
+        region it goes to (`aws:RequestedRegion`)."""
         targets: tuple[str | None, ...] = tuple(dict.fromkeys(resources)) or (None,)
         shown = tuple(r or NO_RESOURCE for r in targets)
         compiled = self._policies.get(caller)
         if compiled is None:
             verdicts = tuple(ResourceVerdict(r, False, None) for r in shown)
-            return Decision(caller, action, shown, False, "no_policy", verdicts)
-        verdicts = tuple(_verdict(compiled, action, target) for target in targets)
+            return Decision(caller, action, shown, False, "no_policy", verdicts, region)
+        verdicts = tuple(_verdict(compiled, action, target, region) for target in targets)
         if all(v.allowed for v in verdicts):
-            return Decision(caller, action, shown, True, "allowed", verdicts)
+            return Decision(caller, action, shown, True, "allowed", verdicts, region)
         denied = any(not v.allowed and v.statement for v in verdicts)
-        return Decision(caller, action, shown, False, "explicit_deny" if denied else "no_allow", verdicts)
+        return Decision(caller, action, shown, False, "explicit_deny" if denied else "no_allow", verdicts, region)
 
 
-def _verdict(compiled: tuple[_Compiled, ...], action: str, target: str | None) -> ResourceVerdict:
+def _verdict(compiled: tuple[_Compiled, ...], action: str, target: str | None, region: str | None) -> ResourceVerdict:
     shown = target or NO_RESOURCE
     allowed_by: str | None = None
     for entry in compiled:
-        if entry.covers(action, target):
+        if entry.covers(action, target, region):
             if not entry.statement.allow:
                 return ResourceVerdict(shown, False, entry.statement.sid)  # explicit deny wins
             allowed_by = allowed_by or entry.statement.sid

@@ -42,4 +42,5 @@ class AuditLog:
         self._metrics.authorization_decisions.labels(caller.name, verdict).inc()
         emit = self._log().info if decision.allowed else self._log().warning
         emit("authorization", decision=verdict, caller=caller.name, method=caller.method, action=decision.action,
-             resources=list(decision.resources), statements=list(decision.statements), reason=decision.reason)
+             resources=list(decision.resources), region=decision.region, statements=list(decision.statements),
+             reason=decision.reason)

@@ -92,7 +92,7 @@ class Authorize:
         caller, validated = exchange.caller, exchange.validated
         assert caller is not None and validated is not None
         resources = [str(ref.arn) for ref in validated.resources]
-        decision = self._policy.evaluate(caller.name, exchange.operation.iam_action, resources)
+        decision = self._policy.evaluate(caller.name, exchange.operation.iam_action, resources, exchange.region or None)
         self._audit.authorization(decision, caller)
         if not decision.allowed:
             raise AccessDenied(decision.message())

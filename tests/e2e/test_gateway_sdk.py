@@ -101,6 +101,30 @@ async def test_a_region_prefix_is_verified_with_the_signature_and_must_match_its
     assert len(upstream.received) == 1
 
 
+async def test_a_policy_restricts_the_regions_of_calls_that_name_no_arn(aiohttp_server, recording) -> None:  # type: ignore[no-untyped-def]
+    upstream, upstream_server = recording
+    eu_only = {"Version": "2012-10-17", "Statement": [
+        {"Sid": "Channels", "Effect": "Allow", "Action": ["ivs:CreateChannel", "ivs:ListChannels"], "Resource": "*"},
+        {"Sid": "EuropeOnly", "Effect": "Deny", "Action": "ivs:*", "Resource": "*",
+         "Condition": {"StringNotEquals": {"aws:RequestedRegion": ["eu-west-1"]}}},
+    ]}
+    settings = gateway_settings(regions={"ivs": ["us-west-2", "eu-west-1"]},
+                                policy={"callers": {CHAT.name: eu_only, VIDEO.name: eu_only}})
+    url = await serve(aiohttp_server, upstream_server, settings)
+    # the region chosen by the credential scope and by a region prefix alike
+    await asyncio.to_thread(sdk_client("ivs", url, CHAT, region="eu-west-1").create_channel, name="eu")
+    await asyncio.to_thread(sdk_client("ivs", f"{url}/eu-west-1", CHAT, region="eu-west-1").list_channels)
+    for client in (sdk_client("ivs", url, CHAT, region="us-west-2"),
+                   sdk_client("ivs", f"{url}/us-west-2", CHAT, region="us-west-2")):
+        with pytest.raises(ClientError) as denied:
+            await asyncio.to_thread(client.create_channel, name="us")
+        status, code, message = error_of(denied)
+        assert (status, code) == (403, "AccessDeniedException")
+        assert "ivs:CreateChannel on * in us-west-2" in message
+    assert [(r.raw_path, r.region) for r in upstream.received] == [("/CreateChannel", "eu-west-1"),
+                                                                   ("/ListChannels", "eu-west-1")]
+
+
 @pytest.mark.parametrize(
     ("how", "code"),
     [("wrong secret", "InvalidSignatureException"), ("unknown key", "UnrecognizedClientException"),

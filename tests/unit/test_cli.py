@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -146,3 +147,20 @@ def test_whoami_without_credentials_says_what_to_do() -> None:
     assert result.returncode == 1
     assert "found no credentials" in result.stderr
     assert "aws sso login --profile NAME" in result.stderr and "AWS_PROFILE=NAME" in result.stderr
+
+
+def test_policy_check_explains_a_region_condition(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text(json.dumps({"mode": "gateway", "region": "us-west-2", "auth": {"bearer": {"tokens": {
+        "team": ["0" * 64]}}}, "policy": {"callers": {"team": {"Statement": [
+            {"Effect": "Allow", "Action": "ivs:*", "Resource": "*"},
+            {"Sid": "EuropeOnly", "Effect": "Deny", "Action": "ivs:*", "Resource": "*",
+             "Condition": {"StringNotLike": {"aws:RequestedRegion": "eu-*"}}}]}}}}))
+    base = ["policy-check", "--config", str(config), "--caller", "team", "--action"]
+    assert main([*base, "ivs:CreateChannel", "--region", "eu-west-1"]) == 0
+    assert "region:   eu-west-1 (aws:RequestedRegion)" in capsys.readouterr().out
+    assert main([*base, "ivs:CreateChannel"]) == 1  # the config's region
+    out = capsys.readouterr().out
+    assert "region:   us-west-2" in out and "denied by statement EuropeOnly" in out
+    assert main([*base, "ivs:GetChannel", "--resource", "arn:aws:ivs:eu-central-1:123456789012:channel/a"]) == 0
+    assert "region:   eu-central-1" in capsys.readouterr().out  # the ARN's region, as the proxy chooses

@@ -154,7 +154,12 @@ def test_a_single_statement_mapping_is_accepted_as_in_iam() -> None:
     ("document", "key", "reason"),
     [
         (statements({**allow("ivs:GetChannel", "*"), "Condition": {"Bool": {"aws:SecureTransport": "true"}}}),
-         "Statement[0].Condition", "not supported"),
+         "Statement[0].Condition.Bool", "not supported"),
+        (statements({**allow("ivs:GetChannel", "*"), "Condition": {"StringEquals": {"aws:SourceIp": "10.0.0.1"}}}),
+         "Statement[0].Condition.StringEquals.aws:SourceIp", "supported: aws:RequestedRegion"),
+        (statements({**allow("ivs:GetChannel", "*"), "Condition": {"StringEquals": {"aws:RequestedRegion": []}}}),
+         "Statement[0].Condition.StringEquals.aws:RequestedRegion", "non-empty"),
+        (statements({**allow("ivs:GetChannel", "*"), "Condition": {}}), "Statement[0].Condition", "must map"),
         (statements({"Effect": "Allow", "NotAction": "ivs:DeleteChannel", "Resource": "*"}),
          "Statement[0].NotAction", "not supported"),
         (statements({**allow("ivs:GetChannel", "*"), "NotResource": "*"}), "Statement[0].NotResource", "not supported"),
@@ -193,3 +198,53 @@ def test_actions_must_name_served_operations(action: str, reason: str) -> None:
         policy_set(team=statements(allow(action, "*")))
     assert error.value.key == "policy.callers.team.Statement[0].Action[0]"
     assert reason in error.value.reason
+
+
+def region_condition(operator: str, *regions: str) -> dict[str, Any]:
+    return {"Condition": {operator: {"aws:RequestedRegion": list(regions)}}}
+
+
+EU_ONLY = policy_set(
+    eu=statements(
+        allow("ivs:*", "*", "Everything"),
+        {**deny("ivs:*", "*", "OutsideEurope"), **region_condition("StringNotLike", "eu-*")},
+    ),
+    west=statements({**allow(["ivs:CreateChannel", "ivs:ListChannels"], "*", "West"),
+                     **region_condition("StringEquals", "us-west-2", "eu-west-1")}),
+)
+
+
+@pytest.mark.parametrize(
+    ("caller", "action", "resources", "region", "allowed", "reason"),
+    [
+        # calls that name no ARN are restricted by the region they go to
+        ("eu", "ivs:CreateChannel", [], "eu-west-1", True, "allowed"),
+        ("eu", "ivs:CreateChannel", [], "us-west-2", False, "explicit_deny"),
+        ("west", "ivs:ListChannels", [], "eu-west-1", True, "allowed"),
+        ("west", "ivs:ListChannels", [], "ap-northeast-1", False, "no_allow"),
+        # and so are calls that do (the region is the ARN's)
+        ("eu", "ivs:GetChannel", ["arn:aws:ivs:us-east-1:123456789012:channel/a"], "us-east-1", False, "explicit_deny"),
+        ("eu", "ivs:GetChannel", ["arn:aws:ivs:eu-central-1:123456789012:channel/a"], "eu-central-1", True, "allowed"),
+        # no region known (IAM: a missing key fails StringEquals/StringLike, passes the Not forms)
+        ("west", "ivs:ListChannels", [], None, False, "no_allow"),
+        ("eu", "ivs:ListChannels", [], None, False, "explicit_deny"),
+    ],
+)
+def test_region_conditions(caller: str, action: str, resources: list[str], region: str | None, allowed: bool,
+                           reason: str) -> None:
+    decision = EU_ONLY.evaluate(caller, action, resources, region)
+    assert (decision.allowed, decision.reason, decision.region) == (allowed, reason, region)
+
+
+def test_a_region_denial_says_where() -> None:
+    decision = EU_ONLY.evaluate("eu", "ivs:CreateChannel", [], "us-west-2")
+    assert decision.message() == (
+        "caller 'eu' is not allowed to perform ivs:CreateChannel on * in us-west-2 with an explicit deny in its policy"
+    )
+
+
+def test_condition_keys_are_case_insensitive_and_values_are_not() -> None:
+    mixed = policy_set(m=statements({**allow("ivs:ListChannels", "*"), "Condition": {"StringEquals": {
+        "AWS:requestedregion": ["eu-west-1"]}}}))
+    assert mixed.evaluate("m", "ivs:ListChannels", [], "eu-west-1").allowed
+    assert not mixed.evaluate("m", "ivs:ListChannels", [], "EU-WEST-1").allowed
