@@ -226,3 +226,39 @@ async def test_through_moto_with_iam_authentication(aiohttp_server, moto: MotoSe
         ("chat-team", "ivs:CreateChannel", "allow"), ("chat-team", "ivs:GetChannel", "allow"),
         ("chat-team", "ivs:DeleteChannel", "allow")]
     assert [line["caller"] for line in logs.access()] == ["chat-team"] * 3
+
+
+async def test_sdk_native_callers_work_in_the_region_they_signed_for(aiohttp_server, moto: MotoServer,  # type: ignore[no-untyped-def]
+                                                                    role_credentials: SessionCredentials) -> None:
+    """A boto3 client built for eu-west-1 creates and lists in eu-west-1, one for us-west-2
+    in us-west-2, through one gateway; moto (IAM auth on) keeps the regions apart."""
+    regions = ("us-west-2", "eu-west-1")
+    settings = gateway_settings(regions={"ivs": list(regions)}, policy={"callers": {"chat-team": {"Statement": [
+        {"Effect": "Allow", "Action": ["ivs:CreateChannel", "ivs:ListChannels", "ivs:DeleteChannel"], "Resource": "*"},
+    ]}}})
+    source = StaticSource(FrozenCredentials(role_credentials.access_key, role_credentials.secret_key,
+                                            role_credentials.token))
+    server = await aiohttp_server(gateway_for(moto.url, settings, source=source).data_app)
+    url = str(server.make_url("")).rstrip("/")
+    created = {}
+    for region in regions:
+        client = sdk_client("ivs", url, CHAT, region=region)
+        created[region] = (await asyncio.to_thread(client.create_channel, name=f"native-{region}"))["channel"]["arn"]
+        assert created[region].split(":")[3] == region
+    try:
+        for region in regions:
+            listed = await asyncio.to_thread(sdk_client("ivs", url, CHAT, region=region).list_channels)
+            names = {c["name"] for c in listed["channels"] if c["name"].startswith("native-")}
+            assert names == {f"native-{region}"}
+        # signed for eu-west-1, naming the us-west-2 channel: refused, and the channel is still there
+        with pytest.raises(ClientError) as conflict:
+            await asyncio.to_thread(sdk_client("ivs", url, CHAT, region="eu-west-1").delete_channel,
+                                    arn=created["us-west-2"])
+        status, _, message = error_of(conflict)
+        assert status == 400 and "credential scope" in message and "us-west-2" in message
+        still = await asyncio.to_thread(sdk_client("ivs", url, CHAT, region="us-west-2").list_channels,
+                                        maxResults=100)  # not the same signed request as above: no replay
+        assert created["us-west-2"] in {c["arn"] for c in still["channels"]}
+    finally:
+        for region, arn in created.items():
+            await asyncio.to_thread(sdk_client("ivs", url, CHAT, region=region).delete_channel, arn=arn)
