@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean js-deps
 
 install: $(STAMP)
 
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
 
-test: install system-deps
+test: install system-deps js-deps
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 bench: install
@@ -27,7 +27,7 @@ lint: install
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache tests/js/node_modules
 
 # Debian's redis-server, for the gateway's shared-state tests (tests/support/redis_server.py).
 # Installed with apt-get when missing and we are root or have sudo; otherwise those tests
@@ -40,3 +40,14 @@ system-deps:
 	  command -v apt-get >/dev/null 2>&1 || { echo "redis-server is missing and apt-get is not available" >&2; exit 0; }; \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
+
+# The AWS SDK for JavaScript v3, at the versions tests/js/package-lock.json pins, for
+# tests/e2e/test_multi_region.py. Without npm that test skips and says why.
+JS_STAMP := tests/js/node_modules/.installed
+js-deps:
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory $(JS_STAMP); \
+	else echo "npm is missing: the JavaScript SDK test will skip" >&2; fi
+
+$(JS_STAMP): tests/js/package-lock.json tests/js/package.json
+	npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
+	touch $@

@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -113,6 +114,50 @@ def test_each_conflict_is_refused_with_nothing_forwarded(two_region_proxy: Proxy
     assert status == 400 and "ap-northeast-1" in message and "allowed: eu-west-1, us-west-2" in message
     assert not [c for c in in_moto(moto, "ap-northeast-1").list_channels()["channels"]
                 if c["name"] == "conflict-outside"]
+
+
+JS_TESTS = Path(__file__).resolve().parents[1] / "js"
+
+
+def node_with_the_sdk() -> str:
+    """node, once `make js-deps` installed tests/js's locked packages; else skip, saying why."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: the JavaScript SDK test needs Node.js >= 18")
+    if not (JS_TESTS / "node_modules" / "@aws-sdk" / "client-ivs").is_dir():
+        pytest.skip("tests/js has no node_modules: run `make js-deps` (make test does)")
+    return node
+
+
+def test_the_javascript_sdk_creates_and_lists_per_region(two_region_proxy: ProxyProcess, moto: MotoServer) -> None:
+    node = node_with_the_sdk()
+    done = subprocess.run([node, str(JS_TESTS / "multi_region.mjs"), two_region_proxy.url, "js-sdk", *REGIONS],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    for region in REGIONS:
+        assert result["created"][region].startswith(f"arn:aws:ivs:{region}:")
+        assert result["listed"][region] == [f"js-sdk-{region}"]
+    # DeleteChannel of the us-west-2 channel through /eu-west-1: refused by the proxy, and the
+    # channel survived until the script deleted it in its own region (moto has none left)
+    conflict = result["conflict"]
+    assert conflict is not None and conflict["status"] == 400
+    assert "region path prefix" in conflict["message"] and "us-west-2" in conflict["message"]
+    for region in REGIONS:
+        assert not [c for c in in_moto(moto, region).list_channels()["channels"] if c["name"].startswith("js-sdk-")]
+
+
+def test_the_readmes_javascript_snippet_reaches_the_region_it_names(two_region_proxy: ProxyProcess) -> None:
+    node = node_with_the_sdk()
+    europe = unsigned_client("ivs", f"{two_region_proxy.url}/eu-west-1")
+    arn = europe.create_channel(name="readme-js-eu")["channel"]["arn"]
+    [snippet] = fenced(multi_region_section(), "js")
+    # from stdin, an ES module resolves its imports from the working directory: tests/js
+    done = subprocess.run([node, "--input-type=module", "-"], input=snippet.replace(DOC_URL, two_region_proxy.url),
+                          cwd=JS_TESTS, capture_output=True, text=True, timeout=60, check=False)
+    europe.delete_channel(arn=arn)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert arn in {c["arn"] for c in json.loads(done.stdout)["channels"]}
 
 
 def test_the_readmes_cli_and_curl_commands_reach_the_region_they_name(two_region_proxy: ProxyProcess) -> None:
