@@ -55,12 +55,18 @@ class LimitsConfig:
     header_timeout_seconds: float = 10.0
     # The whole body must arrive within this once the headers are in (else 408).
     body_timeout_seconds: float = 10.0
+    # After the grace, a body must average at least this rate (else 408): a trickling
+    # caller is cut early. Bodies still arriving (after 0.5 s) hold max_body_reads, not in-flight slots.
+    body_grace_seconds: float = 2.0
+    body_min_rate_bytes_per_second: int = 1024
+    max_body_reads: int = 256
     # A keep-alive connection with no request in progress is closed after this.
     idle_timeout_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         _positive("limits", self, "max_inflight_requests", "queue_timeout_seconds", "header_timeout_seconds",
-                  "body_timeout_seconds", "idle_timeout_seconds")
+                  "body_timeout_seconds", "idle_timeout_seconds", "body_grace_seconds",
+                  "body_min_rate_bytes_per_second", "max_body_reads")
         if self.max_queued_requests < 0:
             raise ConfigError("limits.max_queued_requests", "must be 0 or more")
 
