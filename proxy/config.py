@@ -427,6 +427,19 @@ def check_exposure(config: ProxyConfig) -> None:
                           "authentication listens on loopback only (use 127.0.0.1, or configure auth / mode: gateway)")
 
 
+def config_warnings(config: ProxyConfig) -> list[tuple[str, str]]:
+    """(key, why) for settings that load and run but work against each other; `check-config`
+    prints them and still exits 0."""
+    warnings = []
+    limits, upstream = config.limits, config.upstream
+    if limits.max_inflight_requests > upstream.max_connections:
+        warnings.append(("limits.max_inflight_requests", (
+            f"{limits.max_inflight_requests} exceeds upstream.max_connections ({upstream.max_connections}): "
+            "requests past the pool would wait unseen for a pooled connection and spend their attempt timeout "
+            "there; lower it, or raise upstream.max_connections")))
+    return warnings
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
