@@ -60,6 +60,9 @@ class LimitsConfig:
     body_grace_seconds: float = 2.0
     body_min_rate_bytes_per_second: int = 1024
     max_body_reads: int = 256
+    # The most of max_inflight_requests (queue included) and of max_body_reads that one
+    # caller, or one client address when unauthenticated, may hold: 0 < share <= 1.
+    max_share_per_caller: float = 1.0
     # A keep-alive connection with no request in progress is closed after this.
     idle_timeout_seconds: float = 60.0
 
@@ -69,6 +72,8 @@ class LimitsConfig:
                   "body_min_rate_bytes_per_second", "max_body_reads")
         if self.max_queued_requests < 0:
             raise ConfigError("limits.max_queued_requests", "must be 0 or more")
+        if not 0 < self.max_share_per_caller <= 1:
+            raise ConfigError("limits.max_share_per_caller", "must be > 0 and <= 1")
 
 
 @dataclass(frozen=True)

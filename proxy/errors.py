@@ -135,6 +135,14 @@ class BodyReadsFull(Overloaded):
     close_connection = True  # its body is still on the wire, unread
 
 
+class CallerShareFull(Overloaded):
+    """This caller (or client address) already holds its share of the in-flight slots or of
+    the body-read budget (`limits.max_share_per_caller`): the others keep theirs."""
+
+    reason = "caller_share"
+    close_connection = True  # refused before its body was read
+
+
 class ShuttingDown(ProxyError):
     """Still running when the drain timeout ran out; it may or may not have reached AWS."""
 

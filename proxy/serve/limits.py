@@ -21,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import math
 
-from proxy.errors import BodyReadsFull, Overloaded
+from proxy.errors import BodyReadsFull, CallerShareFull, Overloaded
 
 RETRY_AFTER_SECONDS = 1
 
@@ -99,3 +100,31 @@ class BodyReads:
 
     def release(self) -> None:
         self.active -= 1
+
+
+class CallerShares:
+    """At most `share` of a budget's `total` slots per holder (a caller's name, or a client
+    address when the caller is not known): in gateway mode one team's bad client cannot take
+    the slots another team needs. A share of 1 caps nothing."""
+
+    def __init__(self, total: int, share: float, budget: str) -> None:
+        # A share of 1 caps nothing, so that the budget's own refusal (and reason) comes first.
+        self.cap = max(1, math.floor(total * share)) if share < 1 else None
+        self._budget = budget
+        self._held: collections.Counter[str] = collections.Counter()
+
+    def held(self, holder: str) -> int:
+        return self._held[holder]
+
+    def take(self, holder: str) -> None:
+        if self.cap is not None and self._held[holder] >= self.cap:
+            raise CallerShareFull(
+                f"this caller already holds {self.cap} of ivs-proxy's {self._budget}, its share; retry shortly",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        self._held[holder] += 1
+
+    def give(self, holder: str) -> None:
+        self._held[holder] -= 1
+        if self._held[holder] <= 0:
+            del self._held[holder]

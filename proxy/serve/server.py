@@ -42,7 +42,7 @@ from proxy.observe.logs import ACCESS_LOG
 from proxy.observe.metrics import UNKNOWN, Metrics
 from proxy.pipeline import Exchange, IncomingRequest, Pipeline
 from proxy.serve.drain import Drain
-from proxy.serve.limits import Admission, BodyReads
+from proxy.serve.limits import Admission, BodyReads, CallerShares
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -99,6 +99,8 @@ class ProxyState:
     body_min_rate: float = 1024.0  # bytes per second, after the grace
     admission: Admission = field(default_factory=Admission)
     body_reads: BodyReads = field(default_factory=BodyReads)
+    inflight_shares: CallerShares = field(default_factory=lambda: CallerShares(150, 1.0, "in-flight slots"))
+    body_read_shares: CallerShares = field(default_factory=lambda: CallerShares(256, 1.0, "body-read slots"))
     drain: Drain = field(default_factory=Drain)
     metric_children: MetricChildren = field(init=False)
 
@@ -291,7 +293,7 @@ UNCOUNTED_BODY_SECONDS = 0.5
 
 async def read_body(request: web.Request, limit: int, timeout: float = 10.0, *,
                     pace: BodyPace | None = None, reads: BodyReads | None = None,
-                    metrics: Metrics | None = None) -> bytes:
+                    metrics: Metrics | None = None, shares: tuple[CallerShares, str] | None = None) -> bytes:
     """Read the body, refusing (413) as soon as it exceeds the limit, and (408) if it arrives
     slower than `pace` allows. A body still arriving after UNCOUNTED_BODY_SECONDS holds a slot
     of `reads` (503 when none is free), never an in-flight slot."""
@@ -303,7 +305,7 @@ async def read_body(request: web.Request, limit: int, timeout: float = 10.0, *,
     if declared is not None and content.is_eof():
         # The usual small body came in with the head: already whole, nothing to wait for.
         return content.read_nowait()
-    receiving = _Receiving(content, limit, pace, reads, metrics)
+    receiving = _Receiving(content, limit, pace, reads, metrics, shares)
     try:
         return await receiving.run()
     finally:
@@ -314,8 +316,9 @@ class _Receiving:
     """One body on its way in, and the body-read slot it takes once it has been slow."""
 
     def __init__(self, content: StreamReader, limit: int, pace: BodyPace, reads: BodyReads | None,
-                 metrics: Metrics | None) -> None:
+                 metrics: Metrics | None, shares: tuple[CallerShares, str] | None = None) -> None:
         self._content, self._limit, self._pace, self._reads, self._metrics = content, limit, pace, reads, metrics
+        self._shares = shares
         self._counted = False
 
     async def run(self) -> bytes:
@@ -344,8 +347,16 @@ class _Receiving:
             chunks.append(chunk)
 
     def _count(self) -> None:
+        if self._shares is not None:
+            shares, holder = self._shares
+            shares.take(holder)
         if self._reads is not None:
-            self._reads.acquire()
+            try:
+                self._reads.acquire()
+            except BaseException:
+                if self._shares is not None:
+                    shares.give(holder)
+                raise
         self._counted = True
         if self._metrics is not None:
             self._metrics.slots_held.labels("body_read").inc()
@@ -354,6 +365,9 @@ class _Receiving:
         if not self._counted:
             return
         self._counted = False
+        if self._shares is not None:
+            shares, holder = self._shares
+            shares.give(holder)
         if self._reads is not None:
             self._reads.release()
         if self._metrics is not None:
@@ -398,15 +412,30 @@ async def handle_proxy(request: web.Request) -> web.StreamResponse:
     request[EXCHANGE] = exchange
     state.pipeline.check_head(exchange)
     pace = BodyPace(state.body_timeout_seconds, state.body_grace_seconds, state.body_min_rate)
-    body = await read_body(request, state.max_body_bytes, pace=pace, reads=state.body_reads, metrics=state.metrics)
-    await state.admission.acquire()
-    in_flight = state.metrics.slots_held.labels("in_flight")
-    in_flight.inc()
+    holder = holder_of(request, exchange)
+    body = await read_body(request, state.max_body_bytes, pace=pace, reads=state.body_reads, metrics=state.metrics,
+                           shares=(state.body_read_shares, holder))
+    state.inflight_shares.take(holder)
     try:
-        return await _forward(request, exchange, body)
+        await state.admission.acquire()
+        in_flight = state.metrics.slots_held.labels("in_flight")
+        in_flight.inc()
+        try:
+            return await _forward(request, exchange, body)
+        finally:
+            in_flight.dec()
+            state.admission.release()
     finally:
-        in_flight.dec()
-        state.admission.release()
+        state.inflight_shares.give(holder)
+
+
+def holder_of(request: web.Request, exchange: Exchange) -> str:
+    """Whose share a request counts against: its caller once authenticated (gateway mode
+    knows it from the headers), else the client's address."""
+    if exchange.caller is not None:
+        return f"caller:{exchange.caller.name}"
+    peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+    return f"address:{peer[0]}" if peer else "address:unknown"
 
 
 async def _forward(request: web.Request, exchange: Exchange, body: bytes) -> web.StreamResponse:

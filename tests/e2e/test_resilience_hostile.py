@@ -233,6 +233,40 @@ async def test_past_max_body_reads_a_slow_body_gets_503_and_its_connection_close
     assert len(upstream.received) == 1
 
 
+async def test_one_client_address_cannot_take_more_than_its_share_of_body_reads(recording) -> None:  # type: ignore[no-untyped-def]
+    _, server = recording
+    proxy = proxy_for(str(server.make_url("")).rstrip("/"), {
+        "limits.body_grace_seconds": 3.0, "limits.max_body_reads": 4, "limits.max_share_per_caller": 0.5,
+    })
+    runner = await start_listener(proxy.data_app, "127.0.0.1:0", proxy.config.limits)
+    port = bound_port(runner)
+    writers = []
+    try:
+        for source in ("127.0.0.1", "127.0.0.1", "127.0.0.2"):
+            _, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+            writer.write(request(b"Content-Length: 1000", body=b""))
+            writers.append(writer)
+        await asyncio.sleep(0.7)  # past the uncounted half second: all three hold a body-read slot
+        assert proxy.state.body_reads.active == 3
+        # 127.0.0.1 holds its share (2 of 4); a third slow body from it is refused...
+        raw = await exchange(port, request(b"Content-Length: 1000", body=b""))
+        status, headers, body = parse(raw)
+        assert status == 503 and headers["retry-after"] == "1"
+        assert json.loads(body)["reason"] == "caller_share"
+        assert rejected(proxy, "caller_share") == 1
+        # ...while another address still gets the slot that is left.
+        _, other = await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.2", 0))
+        other.write(request(b"Content-Length: 1000", body=b""))
+        writers.append(other)
+        await asyncio.sleep(0.7)
+        assert proxy.state.body_reads.active == 4
+    finally:
+        for writer in writers:
+            writer.close()
+        await runner.cleanup()
+    assert proxy.state.body_reads.active == 0
+
+
 async def test_malformed_requests_are_counted(served) -> None:  # type: ignore[no-untyped-def]
     proxy, port = served
     await exchange(port, HOSTILE["content-length and transfer-encoding"])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.errors import BodyReadsFull
-from proxy.serve.limits import BodyReads
+from proxy.errors import BodyReadsFull, CallerShareFull
+from proxy.serve.limits import BodyReads, CallerShares
 from proxy.serve.server import BodyPace
 
 
@@ -29,3 +29,28 @@ def test_body_reads_refuse_at_once_when_every_slot_is_taken_and_hand_freed_ones_
 ])
 def test_the_pace_deadline_is_the_grace_plus_what_the_bytes_received_bought(received: int, deadline: float) -> None:
     assert BodyPace(timeout=10.0, grace=2.0, min_rate=1024.0).deadline(received) == deadline
+
+
+def test_a_caller_holds_at_most_its_share_and_the_others_keep_theirs() -> None:
+    shares = CallerShares(150, 0.25, "in-flight slots")
+    assert shares.cap == 37
+    for _ in range(37):
+        shares.take("caller:team-a")
+    with pytest.raises(CallerShareFull) as refused:
+        shares.take("caller:team-a")
+    assert refused.value.reason == "caller_share" and "37" in refused.value.message
+    shares.take("caller:team-b")  # another caller is not affected
+    shares.give("caller:team-a")
+    shares.take("caller:team-a")
+    assert (shares.held("caller:team-a"), shares.held("caller:team-b")) == (37, 1)
+
+
+def test_a_share_never_rounds_down_to_nothing() -> None:
+    assert CallerShares(3, 0.1, "body-read slots").cap == 1
+
+
+def test_a_share_of_one_caps_nothing() -> None:
+    shares = CallerShares(2, 1.0, "body-read slots")
+    for _ in range(5):
+        shares.take("address:127.0.0.1")
+    assert shares.held("address:127.0.0.1") == 5
