@@ -36,7 +36,7 @@ from proxy.pipeline import (
     Stage,
     ValidateInput,
 )
-from proxy.serve.limits import Admission
+from proxy.serve.limits import Admission, BodyReads, CallerShares
 from proxy.serve.server import ProxyState, create_admin_app, create_data_app
 from proxy.serve.tls import peer_certificate, server_context
 from proxy.startup import return_freed_memory
@@ -121,6 +121,12 @@ def build_proxy(
     state = ProxyState(
         pipeline, upstream, credentials, limits.max_body_bytes, metrics,
         body_timeout_seconds=limits.body_timeout_seconds,
+        body_grace_seconds=limits.body_grace_seconds,
+        body_min_rate=limits.body_min_rate_bytes_per_second,
+        body_reads=BodyReads(limits.max_body_reads),
+        inflight_shares=CallerShares(limits.max_inflight_requests + limits.max_queued_requests,
+                                     limits.max_share_per_caller, "in-flight slots"),
+        body_read_shares=CallerShares(limits.max_body_reads, limits.max_share_per_caller, "body-read slots"),
         admission=Admission(limits.max_inflight_requests, limits.max_queued_requests, limits.queue_timeout_seconds),
     )
     data_app = create_data_app(state)

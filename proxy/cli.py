@@ -23,7 +23,7 @@ with quick_imports():  # ~80 ms less start-up: see proxy/startup.py
     from proxy import __version__
     from proxy.app import build_proxy, credential_source_for
     from proxy.aws.credentials import LONG_LIVED_MESSAGE, utc_now
-    from proxy.config import ProxyConfig, check_exposure, load_config
+    from proxy.config import ProxyConfig, check_exposure, config_warnings, load_config
     from proxy.dev.devmode import add_dev_command, run_dev
     from proxy.errors import ConfigError
     from proxy.model.catalog import SERVICE_MOUNTS, Catalog
@@ -156,7 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "dev":
             return run_dev(args)
         if args.command == "check-config":
-            check_exposure(load_config(args.file))
+            checked = load_config(args.file)
+            check_exposure(checked)
+            for key, why in config_warnings(checked):
+                print(f"ivs-proxy: warning: {key}: {why}", file=sys.stderr)
             print(f"{args.file}: ok")
             return 0
         if args.command == "policy-check":

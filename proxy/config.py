@@ -55,14 +55,25 @@ class LimitsConfig:
     header_timeout_seconds: float = 10.0
     # The whole body must arrive within this once the headers are in (else 408).
     body_timeout_seconds: float = 10.0
+    # After the grace, a body must average at least this rate (else 408): a trickling
+    # caller is cut early. Bodies still arriving (after 0.5 s) hold max_body_reads, not in-flight slots.
+    body_grace_seconds: float = 2.0
+    body_min_rate_bytes_per_second: int = 1024
+    max_body_reads: int = 256
+    # The most of max_inflight_requests (queue included) and of max_body_reads that one
+    # caller, or one client address when unauthenticated, may hold: 0 < share <= 1.
+    max_share_per_caller: float = 1.0
     # A keep-alive connection with no request in progress is closed after this.
     idle_timeout_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         _positive("limits", self, "max_inflight_requests", "queue_timeout_seconds", "header_timeout_seconds",
-                  "body_timeout_seconds", "idle_timeout_seconds")
+                  "body_timeout_seconds", "idle_timeout_seconds", "body_grace_seconds",
+                  "body_min_rate_bytes_per_second", "max_body_reads")
         if self.max_queued_requests < 0:
             raise ConfigError("limits.max_queued_requests", "must be 0 or more")
+        if not 0 < self.max_share_per_caller <= 1:
+            raise ConfigError("limits.max_share_per_caller", "must be > 0 and <= 1")
 
 
 @dataclass(frozen=True)
@@ -419,6 +430,19 @@ def check_exposure(config: ProxyConfig) -> None:
     if config.mode == "sidecar" and not config.auth.configured and not is_loopback(host):
         raise ConfigError("listen", f"{config.listen!r} is not a loopback address; sidecar mode without caller "
                           "authentication listens on loopback only (use 127.0.0.1, or configure auth / mode: gateway)")
+
+
+def config_warnings(config: ProxyConfig) -> list[tuple[str, str]]:
+    """(key, why) for settings that load and run but work against each other; `check-config`
+    prints them and still exits 0."""
+    warnings = []
+    limits, upstream = config.limits, config.upstream
+    if limits.max_inflight_requests > upstream.max_connections:
+        warnings.append(("limits.max_inflight_requests", (
+            f"{limits.max_inflight_requests} exceeds upstream.max_connections ({upstream.max_connections}): "
+            "requests past the pool would wait unseen for a pooled connection and spend their attempt timeout "
+            "there; lower it, or raise upstream.max_connections")))
+    return warnings
 
 
 def is_loopback(host: str) -> bool:

@@ -117,7 +117,7 @@ class UpstreamTimeout(UpstreamError):
 
 
 class Overloaded(ProxyError):
-    """Too many requests in flight and the queue is full: refused at once, before the body.
+    """Too many requests in flight and the queue is full (or the wait ran out); the body is in.
 
     ThrottlingException, so that SDKs back off as from AWS throttling (longer waits, and
     the adaptive mode's client-side rate limit)."""
@@ -125,6 +125,22 @@ class Overloaded(ProxyError):
     status = 503
     error_type = "ThrottlingException"
     reason = "overloaded"
+
+
+class BodyReadsFull(Overloaded):
+    """Too many bodies are arriving slowly at once: refused before this one is read, so
+    that bodies in transit (and their memory) stay bounded apart from the in-flight cap."""
+
+    reason = "body_reads_full"
+    close_connection = True  # its body is still on the wire, unread
+
+
+class CallerShareFull(Overloaded):
+    """This caller (or client address) already holds its share of the in-flight slots or of
+    the body-read budget (`limits.max_share_per_caller`): the others keep theirs."""
+
+    reason = "caller_share"
+    close_connection = True  # refused before its body was read
 
 
 class ShuttingDown(ProxyError):
@@ -142,6 +158,12 @@ class ClientTimeout(ProxyError):
     error_type = "RequestTimeoutException"
     reason = "client_timeout"
     close_connection = True
+
+
+class SlowBody(ClientTimeout):
+    """The caller's body arrived slower than the minimum rate once the grace period was over."""
+
+    reason = "slow_body"
 
 
 class DeadlinePassed(ProxyError):

@@ -80,6 +80,15 @@ class Metrics:
         self.inflight = Gauge(
             "ivs_proxy_inflight_requests", "Requests being handled now.", registry=r, multiprocess_mode="livesum",
         )
+        self.slots_held = Gauge(
+            "ivs_proxy_slots_held", "Slots held now, by phase: body_read (a body still arriving, "
+            "limits.max_body_reads) and in_flight (body in, being handled; limits.max_inflight_requests).",
+            ["phase"], registry=r, multiprocess_mode="livesum",
+        )
+        self.slow_bodies_cut = Counter(
+            "ivs_proxy_slow_bodies_cut", "Request bodies cut off (408) for arriving too slowly, by rule "
+            "(min_rate, timeout).", ["rule"], registry=r,
+        )
         self.retries = Counter(
             "ivs_proxy_retries", "Upstream attempts repeated, by reason (throttled, server_error, connect, "
             "timeout, reset, malformed).", ["reason"], registry=r,

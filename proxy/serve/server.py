@@ -3,8 +3,9 @@
 The data app has a single catch-all route: routing is the catalog's job, so that a miss is
 explained in the rest-json error shape instead of aiohttp's plain-text 404. Its middlewares,
 outermost first: `observe` (one access line and the metrics), `proxy_errors` (the one
-place a ProxyError becomes a response), `guard` (the in-flight cap, and the drain's
-bookkeeping: a request still running at the cut-off is answered 503 here).
+place a ProxyError becomes a response), `guard` (the drain's bookkeeping: a request still
+running at the cut-off is answered 503 here). The in-flight cap is taken in
+`handle_proxy`, once the body is in (proxy/serve/limits.py says why).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 import structlog
-from aiohttp import web
+from aiohttp import StreamReader, web
 from prometheus_client import Counter, Histogram
 from prometheus_client.exposition import choose_encoder
 
@@ -34,13 +35,14 @@ from proxy.errors import (
     ProxyError,
     RequestInvalid,
     ShuttingDown,
+    SlowBody,
     UpstreamError,
 )
 from proxy.observe.logs import ACCESS_LOG
 from proxy.observe.metrics import NO_REGION, UNKNOWN, Metrics
 from proxy.pipeline import Exchange, IncomingRequest, Pipeline
 from proxy.serve.drain import Drain
-from proxy.serve.limits import Admission
+from proxy.serve.limits import Admission, BodyReads, CallerShares
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -94,7 +96,12 @@ class ProxyState:
     metrics: Metrics
     draining: bool = False  # /readyz says 503; answers carry Connection: close
     body_timeout_seconds: float = 10.0
+    body_grace_seconds: float = 2.0
+    body_min_rate: float = 1024.0  # bytes per second, after the grace
     admission: Admission = field(default_factory=Admission)
+    body_reads: BodyReads = field(default_factory=BodyReads)
+    inflight_shares: CallerShares = field(default_factory=lambda: CallerShares(150, 1.0, "in-flight slots"))
+    body_read_shares: CallerShares = field(default_factory=lambda: CallerShares(256, 1.0, "body-read slots"))
     drain: Drain = field(default_factory=Drain)
     metric_children: MetricChildren = field(init=False)
 
@@ -176,18 +183,14 @@ async def proxy_errors(request: web.Request, handler: Handler) -> web.StreamResp
 
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Inside `proxy_errors`: holds a slot of the in-flight cap (or refuses 503), and is where
-    the drain's cut-off turns into a 503 instead of a dropped connection."""
+    """Inside `proxy_errors`: where the drain's cut-off turns into a 503 instead of a
+    dropped connection."""
     state = request.app[STATE]
     task = asyncio.current_task()
     assert task is not None
     state.drain.enter(task)
     try:
-        await state.admission.acquire()
-        try:
-            return await handler(request)
-        finally:
-            state.admission.release()
+        return await handler(request)
     except asyncio.CancelledError:
         if not state.drain.cut_off:
             raise
@@ -271,9 +274,34 @@ def _record_exchange(exchange: Exchange, children: MetricChildren, metrics: Metr
         line["amzn_request_id"] = exchange.amzn_request_id
 
 
-async def read_body(request: web.Request, limit: int, timeout: float = 10.0) -> bytes:
-    """Read the body, refusing (413) as soon as it exceeds the limit, and (408) if it does
-    not arrive within `timeout`: a slow client must not hold a slot forever."""
+@dataclass(frozen=True)
+class BodyPace:
+    """How slowly a body may arrive: all of it within `timeout`, and, once `grace` has passed,
+    at least `min_rate` bytes per second on average since the headers (each byte received
+    buys 1/min_rate s more, as with Apache's mod_reqtimeout MinRate). A caller trickling a
+    few bytes a second is cut after about `grace` seconds instead of holding on for `timeout`."""
+
+    timeout: float = 10.0
+    grace: float = 2.0
+    min_rate: float = 1024.0
+
+    def deadline(self, received: int) -> float:
+        """Seconds after the headers by which more must have arrived."""
+        return min(self.timeout, self.grace + received / self.min_rate)
+
+
+#: A body that follows its headers within this needs no body-read slot: SDKs often send the
+#: two in separate writes (botocore does), and an ordinary caller must not be refused for it.
+UNCOUNTED_BODY_SECONDS = 0.5
+
+
+async def read_body(request: web.Request, limit: int, timeout: float = 10.0, *,
+                    pace: BodyPace | None = None, reads: BodyReads | None = None,
+                    metrics: Metrics | None = None, shares: tuple[CallerShares, str] | None = None) -> bytes:
+    """Read the body, refusing (413) as soon as it exceeds the limit, and (408) if it arrives
+    slower than `pace` allows. A body still arriving after UNCOUNTED_BODY_SECONDS holds a slot
+    of `reads` (503 when none is free), never an in-flight slot."""
+    pace = pace if pace is not None else BodyPace(timeout, timeout, 1.0)
     declared = request.content_length
     if declared is not None and declared > limit:
         raise BodyTooLarge(f"the body is {declared} bytes; the limit is {limit}")
@@ -281,21 +309,84 @@ async def read_body(request: web.Request, limit: int, timeout: float = 10.0) -> 
     if declared is not None and content.is_eof():
         # The usual small body came in with the head: already whole, nothing to wait for.
         return content.read_nowait()
-    chunks: list[bytes] = []
-    size = 0
+    receiving = _Receiving(content, limit, pace, reads, metrics, shares)
     try:
-        async with asyncio.timeout(timeout):
-            while True:
-                chunk = await request.content.readany()
-                if not chunk:
-                    break
-                size += len(chunk)
-                if size > limit:
-                    raise BodyTooLarge(f"the body exceeds the limit of {limit} bytes")
-                chunks.append(chunk)
-    except TimeoutError:
-        raise ClientTimeout(f"the request body did not arrive within {timeout:g} s") from None
-    return b"".join(chunks)
+        return await receiving.run()
+    finally:
+        receiving.release()
+
+
+class _Receiving:
+    """One body on its way in, and the body-read slot it takes once it has been slow."""
+
+    def __init__(self, content: StreamReader, limit: int, pace: BodyPace, reads: BodyReads | None,
+                 metrics: Metrics | None, shares: tuple[CallerShares, str] | None = None) -> None:
+        self._content, self._limit, self._pace, self._reads, self._metrics = content, limit, pace, reads, metrics
+        self._shares = shares
+        self._counted = False
+
+    async def run(self) -> bytes:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        pace = self._pace
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            deadline = started + pace.deadline(size)
+            uncounted_until = started + UNCOUNTED_BODY_SECONDS
+            counting_first = not self._counted and uncounted_until < deadline
+            try:
+                async with asyncio.timeout_at(uncounted_until if counting_first else deadline):
+                    chunk = await self._content.readany()
+            except TimeoutError:
+                if counting_first:
+                    self._count()
+                    continue
+                raise self._cut(deadline >= started + pace.timeout, size, loop.time() - started) from None
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > self._limit:
+                raise BodyTooLarge(f"the body exceeds the limit of {self._limit} bytes")
+            chunks.append(chunk)
+
+    def _count(self) -> None:
+        if self._shares is not None:
+            shares, holder = self._shares
+            shares.take(holder)
+        if self._reads is not None:
+            try:
+                self._reads.acquire()
+            except BaseException:
+                if self._shares is not None:
+                    shares.give(holder)
+                raise
+        self._counted = True
+        if self._metrics is not None:
+            self._metrics.slots_held.labels("body_read").inc()
+
+    def release(self) -> None:
+        if not self._counted:
+            return
+        self._counted = False
+        if self._shares is not None:
+            shares, holder = self._shares
+            shares.give(holder)
+        if self._reads is not None:
+            self._reads.release()
+        if self._metrics is not None:
+            self._metrics.slots_held.labels("body_read").dec()
+
+    def _cut(self, total: bool, size: int, seconds: float) -> ClientTimeout:
+        pace = self._pace
+        if self._metrics is not None:
+            self._metrics.slow_bodies_cut.labels("timeout" if total else "min_rate").inc()
+        if total:
+            return ClientTimeout(f"the request body did not arrive within {pace.timeout:g} s")
+        return SlowBody(
+            f"the request body arrived too slowly: {size} bytes in {seconds:.1f} s; after "
+            f"{pace.grace:g} s it must average at least {pace.min_rate:g} bytes/s"
+        )
 
 
 def check_framing(request: web.Request) -> None:
@@ -324,7 +415,35 @@ async def handle_proxy(request: web.Request) -> web.StreamResponse:
     exchange = Exchange(IncomingRequest(request.method, path, query, tuple(request.headers.items()), request.body_exists))
     request[EXCHANGE] = exchange
     state.pipeline.check_head(exchange)
-    body = await read_body(request, state.max_body_bytes, state.body_timeout_seconds)
+    pace = BodyPace(state.body_timeout_seconds, state.body_grace_seconds, state.body_min_rate)
+    holder = holder_of(request, exchange)
+    body = await read_body(request, state.max_body_bytes, pace=pace, reads=state.body_reads, metrics=state.metrics,
+                           shares=(state.body_read_shares, holder))
+    state.inflight_shares.take(holder)
+    try:
+        await state.admission.acquire()
+        in_flight = state.metrics.slots_held.labels("in_flight")
+        in_flight.inc()
+        try:
+            return await _forward(request, exchange, body)
+        finally:
+            in_flight.dec()
+            state.admission.release()
+    finally:
+        state.inflight_shares.give(holder)
+
+
+def holder_of(request: web.Request, exchange: Exchange) -> str:
+    """Whose share a request counts against: its caller once authenticated (gateway mode
+    knows it from the headers), else the client's address."""
+    if exchange.caller is not None:
+        return f"caller:{exchange.caller.name}"
+    peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+    return f"address:{peer[0]}" if peer else "address:unknown"
+
+
+async def _forward(request: web.Request, exchange: Exchange, body: bytes) -> web.StreamResponse:
+    state = request.app[STATE]
     state.pipeline.prepare(exchange, body)
     upstream = await state.pipeline.send(exchange)
     exchange.upstream_status = upstream.status

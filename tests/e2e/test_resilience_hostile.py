@@ -162,6 +162,111 @@ async def test_a_slow_body_gets_408(served, upstream: RecordingUpstream) -> None
     assert rejected(proxy, "client_timeout") == 1
 
 
+@pytest.fixture
+async def paced(recording) -> AsyncIterator[tuple[Proxy, int]]:  # type: ignore[no-untyped-def]
+    _, server = recording
+    proxy = proxy_for(str(server.make_url("")).rstrip("/"), {
+        "limits.body_timeout_seconds": 5.0, "limits.body_grace_seconds": 1.5,
+        "limits.body_min_rate_bytes_per_second": 100, "limits.max_body_reads": 1,
+    })
+    runner = await start_listener(proxy.data_app, "127.0.0.1:0", proxy.config.limits)
+    yield proxy, bound_port(runner)
+    await runner.cleanup()
+
+
+async def trickle(writer: asyncio.StreamWriter, pieces: int) -> None:
+    for _ in range(pieces):
+        await asyncio.sleep(0.1)
+        writer.write(b" ")
+        await writer.drain()
+
+
+async def test_a_trickling_body_is_cut_by_the_minimum_rate_after_the_grace(paced, upstream: RecordingUpstream) -> None:  # type: ignore[no-untyped-def]
+    proxy, port = paced
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request(b"Content-Length: 1000", body=b""))
+    sending = asyncio.ensure_future(trickle(writer, 40))
+    async with asyncio.timeout(4):  # well before the 5 s body timeout
+        raw = await reader.read()
+    sending.cancel()
+    writer.close()
+    status, _, body = parse(raw)
+    assert status == 408 and json.loads(body)["reason"] == "slow_body"
+    assert "100 bytes/s" in json.loads(body)["message"]
+    registry = proxy.state.metrics.registry
+    assert registry.get_sample_value("ivs_proxy_slow_bodies_cut_total", {"rule": "min_rate"}) == 1
+    assert registry.get_sample_value("ivs_proxy_slots_held", {"phase": "body_read"}) == 0
+    assert proxy.state.body_reads.active == 0
+    assert upstream.received == []
+
+
+async def test_a_body_that_keeps_the_rate_is_forwarded(paced, upstream: RecordingUpstream) -> None:  # type: ignore[no-untyped-def]
+    _, port = paced
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    body = b"{}" + b" " * 98  # 100 bytes at about 10 bytes every 0.1 s: the minimum rate
+    writer.write(request(b"Content-Length: 100", b"Connection: close", body=b""))
+    for i in range(0, 100, 20):
+        await asyncio.sleep(0.1)
+        writer.write(body[i:i + 20])
+    async with asyncio.timeout(4):
+        raw = await reader.read()
+    writer.close()
+    assert parse(raw)[0] == 200
+    assert len(upstream.received) == 1
+
+
+async def test_past_max_body_reads_a_slow_body_gets_503_and_its_connection_closed(paced, upstream: RecordingUpstream) -> None:  # type: ignore[no-untyped-def]
+    proxy, port = paced
+    _, first = await asyncio.open_connection("127.0.0.1", port)
+    first.write(request(b"Content-Length: 1000", body=b""))
+    await asyncio.sleep(0.55)  # past the uncounted half second: it holds the one body-read slot
+    assert proxy.state.body_reads.active == 1
+    raw = await exchange(port, request(b"Content-Length: 1000", body=b""))
+    status, headers, body = parse(raw)
+    assert status == 503 and headers["retry-after"] == "1"
+    assert json.loads(body)["reason"] == "body_reads_full"
+    # An ordinary call, whose body follows its headers at once, needs no body-read slot.
+    ok = await exchange(port, OK.replace(b"HTTP/1.1\r\n", b"HTTP/1.1\r\nConnection: close\r\n"))
+    assert parse(ok)[0] == 200
+    first.close()
+    assert rejected(proxy, "body_reads_full") == 1
+    assert len(upstream.received) == 1
+
+
+async def test_one_client_address_cannot_take_more_than_its_share_of_body_reads(recording) -> None:  # type: ignore[no-untyped-def]
+    _, server = recording
+    proxy = proxy_for(str(server.make_url("")).rstrip("/"), {
+        "limits.body_grace_seconds": 3.0, "limits.max_body_reads": 4, "limits.max_share_per_caller": 0.5,
+    })
+    runner = await start_listener(proxy.data_app, "127.0.0.1:0", proxy.config.limits)
+    port = bound_port(runner)
+    writers = []
+    try:
+        for source in ("127.0.0.1", "127.0.0.1", "127.0.0.2"):
+            _, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+            writer.write(request(b"Content-Length: 1000", body=b""))
+            writers.append(writer)
+        await asyncio.sleep(0.7)  # past the uncounted half second: all three hold a body-read slot
+        assert proxy.state.body_reads.active == 3
+        # 127.0.0.1 holds its share (2 of 4); a third slow body from it is refused...
+        raw = await exchange(port, request(b"Content-Length: 1000", body=b""))
+        status, headers, body = parse(raw)
+        assert status == 503 and headers["retry-after"] == "1"
+        assert json.loads(body)["reason"] == "caller_share"
+        assert rejected(proxy, "caller_share") == 1
+        # ...while another address still gets the slot that is left.
+        _, other = await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.2", 0))
+        other.write(request(b"Content-Length: 1000", body=b""))
+        writers.append(other)
+        await asyncio.sleep(0.7)
+        assert proxy.state.body_reads.active == 4
+    finally:
+        for writer in writers:
+            writer.close()
+        await runner.cleanup()
+    assert proxy.state.body_reads.active == 0
+
+
 async def test_malformed_requests_are_counted(served) -> None:  # type: ignore[no-untyped-def]
     proxy, port = served
     await exchange(port, HOSTILE["content-length and transfer-encoding"])

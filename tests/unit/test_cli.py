@@ -12,6 +12,8 @@ import pytest
 from proxy.cli import main
 from proxy.model.catalog import Catalog
 
+REPO = Path(__file__).resolve().parents[2]
+
 IVS_PROXY = str(Path(sys.executable).with_name("ivs-proxy"))
 # The venv's `ivs-proxy` imports whichever tree is installed editable; a child started with a
 # bare environment must still run this tree's code.
@@ -41,6 +43,18 @@ def test_check_config_accepts_good_and_names_the_bad_key(tmp_path: Path, capsys:
     assert main(["check-config", str(bad)]) == 2
     error = capsys.readouterr().err
     assert str(bad) in error and "upstream.read_timeout_seconds" in error
+
+
+def test_check_config_warns_when_the_inflight_cap_exceeds_the_upstream_pool(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("limits:\n  max_inflight_requests: 200\nupstream:\n  max_connections: 50\n")
+    assert main(["check-config", str(config)]) == 0  # it runs; the warning says what it costs
+    captured = capsys.readouterr()
+    assert "ok" in captured.out
+    assert "warning: limits.max_inflight_requests: 200 exceeds upstream.max_connections (50)" in captured.err
+    assert main(["check-config", str(REPO / "config" / "reference.yaml")]) == 0
+    assert "warning" not in capsys.readouterr().err  # the defaults agree (100 and 100)
 
 
 def test_serve_with_a_bad_config_exits_2_before_listening(tmp_path: Path) -> None:
