@@ -256,7 +256,8 @@ class Pipeline:
             started = time.perf_counter()
             try:
                 return await self._upstream.send(
-                    exchange.request.method, url, exchange.forward_headers, exchange.request.body, timeout=timeout
+                    exchange.request.method, url, exchange.forward_headers, exchange.request.body, timeout=timeout,
+                    output_headers=exchange.operation.output_headers,
                 )
             finally:
                 exchange.upstream_seconds += time.perf_counter() - started

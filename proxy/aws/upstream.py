@@ -31,7 +31,8 @@ from proxy.errors import UpstreamTimeout, UpstreamUnreachable
 STREAM_THRESHOLD = 64 * 1024
 CHUNK_SIZE = 64 * 1024
 
-#: Response headers worth returning to the caller; the rest are AWS-internal or hop-by-hop.
+#: Response headers worth returning for every operation; the rest are AWS-internal or
+#: hop-by-hop, except those an operation's output shape names (`send`'s `output_headers`).
 RETURNED_HEADERS = (
     "Content-Type",
     "Content-Encoding",
@@ -128,10 +129,12 @@ class Upstream:
             await self._session.close()
 
     async def send(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes, *, timeout: float | None = None
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes, *, timeout: float | None = None,
+        output_headers: tuple[str, ...] = (),
     ) -> UpstreamResponse:
         """One attempt, bounded by `timeout` (default: upstream.attempt_timeout_seconds) until
-        its answer is read whole or, for a large one, until its headers are in."""
+        its answer is read whole or, for a large one, until its headers are in. The answer
+        keeps RETURNED_HEADERS and `output_headers` (the operation's header-bound members)."""
         assert self._session is not None, "Upstream.start() was not awaited"
         # encoded=True: yarl must not decode %2F or %3A, or the path sent differs from the
         # path that was signed.
@@ -146,7 +149,7 @@ class Upstream:
                     allow_redirects=False,
                 )
                 try:
-                    returned = _returned(response.headers)
+                    returned = _returned(response.headers, output_headers)
                     if _large(response):
                         return UpstreamResponse(response.status, returned, stream=BodyStream(response))
                     return UpstreamResponse(response.status, returned, await response.read())
@@ -178,5 +181,5 @@ def _large(response: aiohttp.ClientResponse) -> bool:
     return length is None or length > STREAM_THRESHOLD
 
 
-def _returned(headers: CIMultiDictProxy[str]) -> dict[str, str]:
-    return {name: headers[name] for name in RETURNED_HEADERS if name in headers}
+def _returned(headers: CIMultiDictProxy[str], output_headers: tuple[str, ...]) -> dict[str, str]:
+    return {name: headers[name] for name in (*RETURNED_HEADERS, *output_headers) if name in headers}
