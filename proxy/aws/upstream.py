@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import ssl
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from proxy.config import UpstreamConfig
-from proxy.errors import UpstreamTimeout, UpstreamUnreachable
+from proxy.errors import UpstreamNotAws, UpstreamTimeout, UpstreamUnreachable
 
 #: Answers up to this size (by Content-Length) are read whole; larger ones are streamed.
 STREAM_THRESHOLD = 64 * 1024
@@ -43,6 +44,13 @@ RETURNED_HEADERS = (
     "Retry-After",
     "x-amz-retry-after",
 )
+
+#: How much of a foreign answer's body a caller is shown, after tags and controls are removed.
+EXCERPT_CHARS = 200
+#: Kept from a foreign answer on the error that replaces it: the caller may retry on them.
+_KEPT_FROM_FOREIGN = ("x-amzn-RequestId", "Retry-After", "x-amz-retry-after")
+_TAG = re.compile(r"<[^>]*>?")
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff\s]+")
 
 #: aiohttp adds these on its own unless told not to; the caller's values (or none) must win.
 _NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
@@ -183,3 +191,31 @@ def _large(response: aiohttp.ClientResponse) -> bool:
 
 def _returned(headers: CIMultiDictProxy[str], output_headers: tuple[str, ...]) -> dict[str, str]:
     return {name: headers[name] for name in (*RETURNED_HEADERS, *output_headers) if name in headers}
+
+
+def is_aws_answer(status: int, headers: Mapping[str, str], body_expected: bool) -> bool:
+    """AWS's rest-json answers are JSON, or carry `x-amzn-ErrorType`, or have no body."""
+    if "x-amzn-ErrorType" in headers or not body_expected or status in (204, 304) or status < 200:
+        return True
+    media_type = headers.get("Content-Type", "").partition(";")[0].strip().lower()
+    return media_type == "application/json" or media_type.endswith("+json") or media_type.startswith(
+        "application/x-amz-json"
+    )
+
+
+def foreign_answer(status: int, headers: Mapping[str, str], head: bytes) -> UpstreamNotAws:
+    """The error that replaces an answer that is not AWS's: its status, what it was, and
+    the start of its text (tags, controls and invisible characters removed), never more."""
+    media_type = headers.get("Content-Type", "").partition(";")[0].strip() or "no Content-Type"
+    if "gzip" in headers.get("Content-Encoding", "").lower() or "deflate" in headers.get("Content-Encoding", "").lower():
+        excerpt = "(compressed)"
+    else:
+        text = _UNPRINTABLE.sub(" ", _TAG.sub(" ", head.decode("utf-8", errors="replace"))).strip()
+        excerpt = text[:EXCERPT_CHARS] + ("…" if len(text) > EXCERPT_CHARS else "") if text else "(empty)"
+    kept = {name: headers[name] for name in _KEPT_FROM_FOREIGN if name in headers}
+    return UpstreamNotAws(
+        status,
+        f"the upstream answered HTTP {status} with {media_type[:60]}, not an AWS answer "
+        f"(a proxy, load balancer or emulator in between?): {excerpt}",
+        headers=kept,
+    )
