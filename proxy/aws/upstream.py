@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import re
 import ssl
 from collections.abc import AsyncGenerator, Mapping
@@ -193,14 +194,25 @@ def _returned(headers: CIMultiDictProxy[str], output_headers: tuple[str, ...]) -
     return {name: headers[name] for name in (*RETURNED_HEADERS, *output_headers) if name in headers}
 
 
-def is_aws_answer(status: int, headers: Mapping[str, str], body_expected: bool) -> bool:
-    """AWS's rest-json answers are JSON, or carry `x-amzn-ErrorType`, or have no body."""
-    if "x-amzn-ErrorType" in headers or not body_expected or status in (204, 304) or status < 200:
+def is_aws_answer(response: UpstreamResponse) -> bool:
+    """AWS's rest-json answers carry `x-amzn-ErrorType`, or a JSON body, or none. The body
+    decides, not its label: emulators (moto) label JSON `text/html`. A large answer is not
+    read ahead; only an error labelled as something other than JSON is judged foreign."""
+    headers = response.headers
+    if "x-amzn-ErrorType" in headers or response.status in (204, 304) or response.status < 200:
         return True
     media_type = headers.get("Content-Type", "").partition(";")[0].strip().lower()
-    return media_type == "application/json" or media_type.endswith("+json") or media_type.startswith(
-        "application/x-amz-json"
-    )
+    if media_type == "application/json" or media_type.endswith("json"):
+        return True
+    if response.stream is not None:
+        return response.status < 400
+    if not response.body.strip() or "Content-Encoding" in headers:
+        return True
+    try:
+        json.loads(response.body)
+    except ValueError:
+        return False
+    return True
 
 
 def foreign_answer(status: int, headers: Mapping[str, str], head: bytes) -> UpstreamNotAws:

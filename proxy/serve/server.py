@@ -325,7 +325,7 @@ async def handle_proxy(request: web.Request) -> web.StreamResponse:
     upstream = await state.pipeline.send(exchange)
     exchange.upstream_status = upstream.status
     exchange.amzn_request_id = upstream.headers.get("x-amzn-RequestId")
-    if not is_aws_answer(upstream.status, upstream.headers, upstream.stream is not None or bool(upstream.body)):
+    if not is_aws_answer(upstream):
         raise foreign_answer(upstream.status, upstream.headers, await _head_of(upstream))
     if upstream.stream is not None:
         return await relay(request, upstream)

@@ -86,3 +86,11 @@ async def test_aws_json_answers_are_untouched(proxy_client: TestClient, upstream
     upstream.headers = {"Content-Type": "application/json", "x-amzn-ErrorType": "ResourceNotFoundException"}
     response = await proxy_client.post("/ListChannels", data=b"{}", headers={"Content-Type": "application/json"})
     assert await response.read() == upstream.body
+
+
+async def test_json_labelled_otherwise_is_still_aws_shaped(proxy_client: TestClient, upstream: RecordingUpstream) -> None:
+    # moto labels its JSON answers text/html; the body, not the label, decides.
+    upstream.body, upstream.headers = b'{"channels": []}', {"Content-Type": "text/html; charset=utf-8"}
+    response = await proxy_client.post("/ListChannels", data=b"{}", headers={"Content-Type": "application/json"})
+    assert response.status == 200
+    assert await response.read() == upstream.body
