@@ -214,10 +214,17 @@ class Pipeline:
             stage(exchange)
 
     def prepare(self, exchange: Exchange, body: bytes) -> None:
-        """Run the body stages; afterwards the exchange is ready to send."""
+        """Run the body stages; afterwards the exchange is ready to send. Whatever fails
+        while a client's body is decoded or checked is the client's: a 400, never a 500."""
         exchange.request = exchange.request.with_body(body)
         for stage in self.body_stages:
-            stage(exchange)
+            try:
+                stage(exchange)
+            except ProxyError:
+                raise
+            except (ValueError, TypeError, ArithmeticError, RecursionError, LookupError) as exc:
+                # The exception's text may quote the body: only its type is named.
+                raise RequestInvalid(f"the body could not be checked ({type(exc).__name__})") from None
 
     async def admit(self, exchange: Exchange) -> None:
         """Run the admission stages, once per exchange (a retry must not count twice).
@@ -306,5 +313,20 @@ def _reject_constant(name: str) -> None:
     raise RequestInvalid(f"the body contains {name}, which is not JSON")
 
 
+#: Python will not convert longer digit strings (sys.get_int_max_str_digits()); no IVS
+#: member takes a number of even 20 digits, so the exact bound only has to stay below it.
+MAX_INTEGER_DIGITS = 4000
+
+
+def _bounded_int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INTEGER_DIGITS:
+        raise RequestInvalid(f"the body has a number of {digits} digits ({text[:12]}...); "
+                             f"at most {MAX_INTEGER_DIGITS} are taken")
+    return int(text)
+
+
 # Built once: json.loads() with hooks builds a new decoder (and its scanner) per call.
-_STRICT_JSON = json.JSONDecoder(object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+_STRICT_JSON = json.JSONDecoder(
+    object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant, parse_int=_bounded_int
+)

@@ -62,13 +62,19 @@ async def test_method_not_allowed_lists_the_allowed_methods(proxy_client: TestCl
         (b"[" * 100000 + b"]" * 100000, 400, ""),
         (b'{"Name": "abc"}', 400, "did you mean `name`"),
         (b'{"latencyMode": "FAST"}', 400, "latencyMode"),
+        # Past Python's int conversion limit: a 500 and a traceback, once.
+        (b'{"name": ' + b"1" * 5000 + b"}", 400, "5000 digits"),
+        (b'{"tags": {"a": [-' + b"9" * 4500 + b"]}}", 400, "4500 digits"),
+        (b'{"insecureIngest": 1e999999}', 400, "insecureIngest"),
+        (b'{"name": "' + b"\\u0000" * 3000 + b'"}', 400, "name"),
     ],
 )
 async def test_bad_bodies(
     proxy_client: TestClient, upstream: RecordingUpstream, body: bytes, status: int, fragment: str
 ) -> None:
     response = await proxy_client.post("/CreateChannel", data=body, headers=JSON_HEADERS)
-    await assert_refused(response, status, "ValidationException", fragment)
+    refusal = await assert_refused(response, status, "ValidationException", fragment)
+    assert len(refusal["message"]) < 400, "a refusal quotes only a short prefix of what it refuses"
     assert upstream.received == []
 
 
