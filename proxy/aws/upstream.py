@@ -53,6 +53,10 @@ _KEPT_FROM_FOREIGN = ("x-amzn-RequestId", "Retry-After", "x-amz-retry-after")
 _TAG = re.compile(r"<[^>]*>?")
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff\s]+")
 
+#: AWS's front end (IAM authorisation, as moto emulates it) answers some errors in XML,
+#: which the SDKs parse; an HTML page is not one of them.
+_AWS_XML_ERRORS = (b"<?xml", b"<ErrorResponse", b"<Error>", b"<Response><Errors>")
+
 #: aiohttp adds these on its own unless told not to; the caller's values (or none) must win.
 _NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 
@@ -195,7 +199,8 @@ def _returned(headers: CIMultiDictProxy[str], output_headers: tuple[str, ...]) -
 
 
 def is_aws_answer(response: UpstreamResponse) -> bool:
-    """AWS's rest-json answers carry `x-amzn-ErrorType`, or a JSON body, or none. The body
+    """AWS's rest-json answers carry `x-amzn-ErrorType`, or a JSON body (an XML error from
+    its front end), or none. The body
     decides, not its label: emulators (moto) label JSON `text/html`. A large answer is not
     read ahead; only an error labelled as something other than JSON is judged foreign."""
     headers = response.headers
@@ -206,7 +211,8 @@ def is_aws_answer(response: UpstreamResponse) -> bool:
         return True
     if response.stream is not None:
         return response.status < 400
-    if not response.body.strip() or "Content-Encoding" in headers:
+    body = response.body.lstrip()
+    if not body or "Content-Encoding" in headers or body.startswith(_AWS_XML_ERRORS):
         return True
     try:
         json.loads(response.body)

@@ -94,3 +94,13 @@ async def test_json_labelled_otherwise_is_still_aws_shaped(proxy_client: TestCli
     response = await proxy_client.post("/ListChannels", data=b"{}", headers={"Content-Type": "application/json"})
     assert response.status == 200
     assert await response.read() == upstream.body
+
+
+async def test_an_xml_error_from_aws_s_front_end_is_aws_shaped(
+    proxy_client: TestClient, upstream: RecordingUpstream
+) -> None:
+    upstream.status, upstream.headers = 403, {"Content-Type": "text/xml"}
+    upstream.body = b"<ErrorResponse><Error><Code>AccessDenied</Code><Message>not authorized</Message></Error></ErrorResponse>"
+    response = await proxy_client.post("/ListChannels", data=b"{}", headers={"Content-Type": "application/json"})
+    assert response.status == 403
+    assert await response.read() == upstream.body
