@@ -112,6 +112,11 @@ class CheckHeaders:
     def __call__(self, exchange: Exchange) -> None:
         request = exchange.request
         exchange.forward_headers = self._policy.check(request.headers, has_body=request.has_body)
+        route = exchange.route
+        if route is not None:
+            query_params = self._policy.check_query(route.query_params)
+            if query_params is not route.query_params:
+                exchange.route = RouteMatch(route.operation, route.uri_params, query_params)
 
 
 class ValidateInput:

@@ -8,6 +8,7 @@ import json
 import pytest
 from aiohttp.test_utils import TestClient
 
+from tests.support.inprocess import proxy_for
 from tests.support.recording_upstream import RecordingUpstream
 
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -169,3 +170,33 @@ async def _raw_exchange(host: str, port: int, payload: bytes) -> bytes:
     data = await asyncio.wait_for(reader.read(65536), timeout=10)
     writer.close()
     return data
+
+
+SIGV4_QUERY = ["X-Amz-Signature", "X-Amz-Credential", "X-Amz-Security-Token", "X-Amz-Algorithm", "X-Amz-Date",
+               "X-Amz-SignedHeaders", "X-Amz-Expires", "x-amz-signature"]
+
+
+@pytest.mark.parametrize("parameter", SIGV4_QUERY)
+@pytest.mark.parametrize("allow_unknown", [False, True])
+async def test_caller_sigv4_query_parameters_are_refused_in_every_configuration(  # type: ignore[no-untyped-def]
+    aiohttp_client, recording, parameter: str, allow_unknown: bool
+) -> None:
+    upstream, server = recording
+    proxy = proxy_for(str(server.make_url("")).rstrip("/"), {"validation.allow_unknown_members": allow_unknown})
+    client = await aiohttp_client(proxy.data_app)
+    response = await client.post(f"/ListChannels?{parameter}=abc", data=b"{}", headers=JSON_HEADERS)
+    await assert_refused(response, 400, "UnexpectedCredentialsException", parameter)
+    assert upstream.received == []
+
+
+async def test_strip_caller_signature_removes_sigv4_query_parameters(aiohttp_client, recording) -> None:  # type: ignore[no-untyped-def]
+    upstream, server = recording
+    proxy = proxy_for(str(server.make_url("")).rstrip("/"),
+                      {"validation.allow_unknown_members": True, "headers.strip_caller_signature": True})
+    client = await aiohttp_client(proxy.data_app)
+    query = "&".join(f"{name}=abc" for name in SIGV4_QUERY)
+    response = await client.post(f"/ListChannels?{query}&newMember=1", data=b"{}", headers=JSON_HEADERS)
+    assert response.status == 200, await response.text()
+    (received,) = upstream.received
+    assert received.raw_path == "/ListChannels?newMember=1"
+    assert received.signature_valid
