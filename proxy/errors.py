@@ -156,6 +156,16 @@ class ShuttingDown(ProxyError):
     reason = "shutting_down"
 
 
+class ClientDisconnected(ProxyError):
+    """The caller closed its connection before its body had arrived: nobody reads the
+    answer, but the request is counted and logged (as nginx's 499) like any refusal."""
+
+    status = 400
+    error_type = "RequestAbortedException"
+    reason = "client_disconnected"
+    close_connection = True
+
+
 class ClientTimeout(ProxyError):
     """The caller took too long to send its request body."""
 

@@ -29,6 +29,7 @@ from proxy.aws.credentials import CredentialStore
 from proxy.aws.upstream import Upstream, UpstreamResponse, foreign_answer, is_aws_answer
 from proxy.errors import (
     BodyTooLarge,
+    ClientDisconnected,
     ClientTimeout,
     MalformedRequest,
     ProxyError,
@@ -291,6 +292,8 @@ async def read_body(request: web.Request, limit: int, timeout: float = 10.0) -> 
                 chunks.append(chunk)
     except TimeoutError:
         raise ClientTimeout(f"the request body did not arrive within {timeout:g} s") from None
+    except ConnectionResetError:
+        raise ClientDisconnected(f"the client closed the connection after {size} bytes of its body") from None
     return b"".join(chunks)
 
 
