@@ -291,6 +291,9 @@ def parse_json_body(body: bytes) -> Mapping[str, Any]:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise RequestInvalid("the body is not UTF-8") from None
+    if text.startswith("\ufeff"):
+        # Some Windows editors add one; JSON text must not start with it (RFC 8259 8.1).
+        raise RequestInvalid("the body starts with a UTF-8 byte order mark (EF BB BF); send the JSON without it")
     try:
         document = _STRICT_JSON.decode(text)
     except json.JSONDecodeError as exc:

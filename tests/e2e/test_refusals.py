@@ -60,6 +60,7 @@ async def test_method_not_allowed_lists_the_allowed_methods(proxy_client: TestCl
         (b'{"name": "a", "name": "b"}', 400, "repeats the member"),
         (b'{"name": NaN}', 400, "NaN"),
         (b"\xff\xfe{}", 400, "not UTF-8"),
+        (b"\xef\xbb\xbf{}", 400, "byte order mark"),
         (b"[" * 100000 + b"]" * 100000, 400, ""),
         (b'{"Name": "abc"}', 400, "did you mean `name`"),
         (b'{"latencyMode": "FAST"}', 400, "latencyMode"),
