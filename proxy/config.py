@@ -416,6 +416,11 @@ def _check_access(config: ProxyConfig) -> None:
     if config.mode == "gateway" and not config.auth.configured:
         raise ConfigError("auth", "gateway mode needs at least one caller authentication method "
                           "(auth.bearer, auth.mtls or auth.sigv4)")
+    if config.validation.allow_unknown_members and (config.mode == "gateway" or config.policy.callers):
+        # An unknown member is not in the model, so no ARN in it is ever seen by the policy.
+        raise ConfigError("validation.allow_unknown_members",
+                          "cannot be on where a policy authorises callers (gateway mode, policy.callers): "
+                          "an ARN in an unknown member would reach AWS without being authorised")
     if config.auth.mtls.identities and config.tls.client_ca_file is None:
         raise ConfigError("auth.mtls", "needs tls.client_ca_file (and tls.cert_file, tls.key_file)")
 

@@ -116,6 +116,27 @@ class UpstreamTimeout(UpstreamError):
     reason = "upstream_timeout"
 
 
+class UpstreamNotAws(ProxyError):
+    """Something answered that is not AWS (an HTML error page from a load balancer or a
+    captive portal, an emulator's plain-text 404): the SDK would show the raw page, so the
+    caller gets a readable error instead, with the upstream's status kept and
+    `"source": "upstream"` saying who answered."""
+
+    error_type = "UpstreamNotAwsException"
+    reason = "upstream_not_aws"
+
+    def __init__(self, upstream_status: int, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, headers=headers)
+        self.upstream_status = upstream_status
+
+    @property  # type: ignore[misc]  # per instance: the upstream's own status
+    def status(self) -> int:  # type: ignore[override]
+        return self.upstream_status
+
+    def body(self) -> dict[str, str]:
+        return {"message": self.message, "reason": self.reason, "source": "upstream"}
+
+
 class Overloaded(ProxyError):
     """Too many requests in flight and the queue is full (or the wait ran out); the body is in.
 
@@ -149,6 +170,16 @@ class ShuttingDown(ProxyError):
     status = 503
     error_type = "ServiceUnavailableException"
     reason = "shutting_down"
+
+
+class ClientDisconnected(ProxyError):
+    """The caller closed its connection before its body had arrived: nobody reads the
+    answer, but the request is counted and logged (as nginx's 499) like any refusal."""
+
+    status = 400
+    error_type = "RequestAbortedException"
+    reason = "client_disconnected"
+    close_connection = True
 
 
 class ClientTimeout(ProxyError):

@@ -130,6 +130,11 @@ class CheckHeaders:
         stripped_region = self._policy.stripped_scope_region(request.headers)
         if stripped_region is not None:
             exchange.scope_region = stripped_region
+        route = exchange.route
+        if route is not None:
+            query_params = self._policy.check_query(route.query_params)
+            if query_params is not route.query_params:
+                exchange.route = RouteMatch(route.operation, route.uri_params, query_params)
 
 
 class ValidateInput:
@@ -235,10 +240,17 @@ class Pipeline:
             stage(exchange)
 
     def prepare(self, exchange: Exchange, body: bytes) -> None:
-        """Run the body stages; afterwards the exchange is ready to send."""
+        """Run the body stages; afterwards the exchange is ready to send. Whatever fails
+        while a client's body is decoded or checked is the client's: a 400, never a 500."""
         exchange.request = exchange.request.with_body(body)
         for stage in self.body_stages:
-            stage(exchange)
+            try:
+                stage(exchange)
+            except ProxyError:
+                raise
+            except (ValueError, TypeError, ArithmeticError, RecursionError, LookupError) as exc:
+                # The exception's text may quote the body: only its type is named.
+                raise RequestInvalid(f"the body could not be checked ({type(exc).__name__})") from None
 
     async def admit(self, exchange: Exchange) -> None:
         """Run the admission stages, once per exchange (a retry must not count twice).
@@ -277,7 +289,8 @@ class Pipeline:
             started = time.perf_counter()
             try:
                 return await self._upstream.send(
-                    exchange.request.method, url, exchange.forward_headers, exchange.request.body, timeout=timeout
+                    exchange.request.method, url, exchange.forward_headers, exchange.request.body, timeout=timeout,
+                    output_headers=exchange.operation.output_headers,
                 )
             finally:
                 exchange.upstream_seconds += time.perf_counter() - started
@@ -299,6 +312,9 @@ def parse_json_body(body: bytes) -> Mapping[str, Any]:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise RequestInvalid("the body is not UTF-8") from None
+    if text.startswith("\ufeff"):
+        # Some Windows editors add one; JSON text must not start with it (RFC 8259 8.1).
+        raise RequestInvalid("the body starts with a UTF-8 byte order mark (EF BB BF); send the JSON without it")
     try:
         document = _STRICT_JSON.decode(text)
     except json.JSONDecodeError as exc:
@@ -326,5 +342,20 @@ def _reject_constant(name: str) -> None:
     raise RequestInvalid(f"the body contains {name}, which is not JSON")
 
 
+#: Python will not convert longer digit strings (sys.get_int_max_str_digits()); no IVS
+#: member takes a number of even 20 digits, so the exact bound only has to stay below it.
+MAX_INTEGER_DIGITS = 4000
+
+
+def _bounded_int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INTEGER_DIGITS:
+        raise RequestInvalid(f"the body has a number of {digits} digits ({text[:12]}...); "
+                             f"at most {MAX_INTEGER_DIGITS} are taken")
+    return int(text)
+
+
 # Built once: json.loads() with hooks builds a new decoder (and its scanner) per call.
-_STRICT_JSON = json.JSONDecoder(object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+_STRICT_JSON = json.JSONDecoder(
+    object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant, parse_int=_bounded_int
+)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
+import re
 import ssl
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
@@ -25,13 +27,14 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from proxy.config import UpstreamConfig
-from proxy.errors import UpstreamTimeout, UpstreamUnreachable
+from proxy.errors import UpstreamNotAws, UpstreamTimeout, UpstreamUnreachable
 
 #: Answers up to this size (by Content-Length) are read whole; larger ones are streamed.
 STREAM_THRESHOLD = 64 * 1024
 CHUNK_SIZE = 64 * 1024
 
-#: Response headers worth returning to the caller; the rest are AWS-internal or hop-by-hop.
+#: Response headers worth returning for every operation; the rest are AWS-internal or
+#: hop-by-hop, except those an operation's output shape names (`send`'s `output_headers`).
 RETURNED_HEADERS = (
     "Content-Type",
     "Content-Encoding",
@@ -42,6 +45,17 @@ RETURNED_HEADERS = (
     "Retry-After",
     "x-amz-retry-after",
 )
+
+#: How much of a foreign answer's body a caller is shown, after tags and controls are removed.
+EXCERPT_CHARS = 200
+#: Kept from a foreign answer on the error that replaces it: the caller may retry on them.
+_KEPT_FROM_FOREIGN = ("x-amzn-RequestId", "Retry-After", "x-amz-retry-after")
+_TAG = re.compile(r"<[^>]*>?")
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff\s]+")
+
+#: AWS's front end (IAM authorisation, as moto emulates it) answers some errors in XML,
+#: which the SDKs parse; an HTML page is not one of them.
+_AWS_XML_ERRORS = (b"<?xml", b"<ErrorResponse", b"<Error>", b"<Response><Errors>")
 
 #: aiohttp adds these on its own unless told not to; the caller's values (or none) must win.
 _NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
@@ -128,10 +142,12 @@ class Upstream:
             await self._session.close()
 
     async def send(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes, *, timeout: float | None = None
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes, *, timeout: float | None = None,
+        output_headers: tuple[str, ...] = (),
     ) -> UpstreamResponse:
         """One attempt, bounded by `timeout` (default: upstream.attempt_timeout_seconds) until
-        its answer is read whole or, for a large one, until its headers are in."""
+        its answer is read whole or, for a large one, until its headers are in. The answer
+        keeps RETURNED_HEADERS and `output_headers` (the operation's header-bound members)."""
         assert self._session is not None, "Upstream.start() was not awaited"
         # encoded=True: yarl must not decode %2F or %3A, or the path sent differs from the
         # path that was signed.
@@ -146,7 +162,7 @@ class Upstream:
                     allow_redirects=False,
                 )
                 try:
-                    returned = _returned(response.headers)
+                    returned = _returned(response.headers, output_headers)
                     if _large(response):
                         return UpstreamResponse(response.status, returned, stream=BodyStream(response))
                     return UpstreamResponse(response.status, returned, await response.read())
@@ -178,5 +194,46 @@ def _large(response: aiohttp.ClientResponse) -> bool:
     return length is None or length > STREAM_THRESHOLD
 
 
-def _returned(headers: CIMultiDictProxy[str]) -> dict[str, str]:
-    return {name: headers[name] for name in RETURNED_HEADERS if name in headers}
+def _returned(headers: CIMultiDictProxy[str], output_headers: tuple[str, ...]) -> dict[str, str]:
+    return {name: headers[name] for name in (*RETURNED_HEADERS, *output_headers) if name in headers}
+
+
+def is_aws_answer(response: UpstreamResponse) -> bool:
+    """AWS's rest-json answers carry `x-amzn-ErrorType`, or a JSON body (an XML error from
+    its front end), or none. The body
+    decides, not its label: emulators (moto) label JSON `text/html`. A large answer is not
+    read ahead; only an error labelled as something other than JSON is judged foreign."""
+    headers = response.headers
+    if "x-amzn-ErrorType" in headers or response.status in (204, 304) or response.status < 200:
+        return True
+    media_type = headers.get("Content-Type", "").partition(";")[0].strip().lower()
+    if media_type == "application/json" or media_type.endswith("json"):
+        return True
+    if response.stream is not None:
+        return response.status < 400
+    body = response.body.lstrip()
+    if not body or "Content-Encoding" in headers or body.startswith(_AWS_XML_ERRORS):
+        return True
+    try:
+        json.loads(response.body)
+    except ValueError:
+        return False
+    return True
+
+
+def foreign_answer(status: int, headers: Mapping[str, str], head: bytes) -> UpstreamNotAws:
+    """The error that replaces an answer that is not AWS's: its status, what it was, and
+    the start of its text (tags, controls and invisible characters removed), never more."""
+    media_type = headers.get("Content-Type", "").partition(";")[0].strip() or "no Content-Type"
+    if "gzip" in headers.get("Content-Encoding", "").lower() or "deflate" in headers.get("Content-Encoding", "").lower():
+        excerpt = "(compressed)"
+    else:
+        text = _UNPRINTABLE.sub(" ", _TAG.sub(" ", head.decode("utf-8", errors="replace"))).strip()
+        excerpt = text[:EXCERPT_CHARS] + ("…" if len(text) > EXCERPT_CHARS else "") if text else "(empty)"
+    kept = {name: headers[name] for name in _KEPT_FROM_FOREIGN if name in headers}
+    return UpstreamNotAws(
+        status,
+        f"the upstream answered HTTP {status} with {media_type[:60]}, not an AWS answer "
+        f"(a proxy, load balancer or emulator in between?): {excerpt}",
+        headers=kept,
+    )

@@ -46,6 +46,9 @@ class Operation:
     uri_members: tuple[str, ...]
     # Query parameter name -> member name.
     query_members: Mapping[str, str]
+    # Response headers the output shape binds members to (`"location": "header"`): they
+    # must reach the caller, or the SDK has nothing to parse those members from.
+    output_headers: tuple[str, ...]
     model: botocore.model.OperationModel = field(repr=False, compare=False)
 
     @property
@@ -103,7 +106,18 @@ def _build_operation(service: Service, name: str) -> Operation:
         segments=segments,
         uri_members=tuple(by_location_name.get(p, p) for p in uri_names),
         query_members=query,
+        output_headers=_output_headers(model.output_shape),
         model=model,
+    )
+
+
+def _output_headers(output_shape: botocore.model.Shape | None) -> tuple[str, ...]:
+    if not isinstance(output_shape, botocore.model.StructureShape):
+        return ()
+    return tuple(
+        member.serialization.get("name", member_name)
+        for member_name, member in output_shape.members.items()
+        if member.serialization.get("location") == "header"
     )
 
 

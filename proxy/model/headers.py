@@ -11,7 +11,7 @@ Forwarded, X-Forwarded-*) never reach AWS: the upstream host is the proxy's choi
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from proxy.errors import CallerSigningMaterial, HeaderRejected, NotAcceptable, UnsupportedMediaType
@@ -57,6 +57,12 @@ SIGV4_HEADERS = frozenset({"authorization", "x-amz-date", "x-amz-security-token"
 
 #: The credential scope of a SigV4 Authorization header: `Credential=<key>/<date>/<region>/`.
 _SCOPE_REGION_RE = re.compile(r"AWS4-HMAC-SHA256 Credential=[^/,\s]+/\d{8}/(?P<region>[a-z0-9-]{1,32})/")
+
+#: The query parameters of a presigned SigV4 request: the proxy's signature is the only one.
+SIGV4_QUERY_PARAMETERS = frozenset({
+    "x-amz-signature", "x-amz-credential", "x-amz-security-token", "x-amz-algorithm", "x-amz-date",
+    "x-amz-signedheaders", "x-amz-expires",
+})
 
 ALLOWED_ENCODINGS = frozenset({"gzip", "deflate", "identity"})
 JSON = "application/json"
@@ -113,6 +119,19 @@ class HeaderPolicy:
                 match = _SCOPE_REGION_RE.match(value)
                 return match["region"] if match else None
         return None
+
+    def check_query(self, query_params: Mapping[str, list[str]]) -> Mapping[str, list[str]]:
+        """The query parameters to forward: presigned-URL SigV4 parameters are refused, or
+        removed with strip_caller_signature, whatever `validation.allow_unknown_members` says."""
+        signing = [key for key in query_params if key.lower() in SIGV4_QUERY_PARAMETERS]
+        if not signing:
+            return query_params
+        if self._options.strip_caller_signature:
+            return {key: values for key, values in query_params.items() if key not in signing}
+        raise CallerSigningMaterial(
+            f"query parameter {signing[0][:40]} carries signing or credential material; the proxy signs "
+            "requests itself, so send them unsigned (not presigned)"
+        )
 
     def _caller_signing_material(self, raw_name: str, name: str, value: str) -> None:
         strippable = name != "authorization" or value.startswith("AWS4-HMAC-SHA256 ")

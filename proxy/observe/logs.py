@@ -43,10 +43,36 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: TextIO | N
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
+    _route_standard_logging(renderer, stream, LEVELS[level])
     # botocore logs whole STS responses (secret keys included) at DEBUG through the
     # standard logging module; whatever the proxy's level, those loggers stay quiet.
     for noisy in ("botocore", "urllib3", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class _StandardLoggingHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Marks the handler this module installed, so that configuring again replaces it."""
+
+
+def _route_standard_logging(renderer: structlog.typing.Processor, stream: TextIO, level: int) -> None:
+    """aiohttp's and asyncio's loggers (and any other library's) write through the same
+    renderer: in JSON format every line the process writes is one JSON object, a
+    traceback included (as its `exception` field)."""
+    handler = _StandardLoggingHandler(stream)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.stdlib.add_logger_name,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+        ],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    ))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _StandardLoggingHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(max(level, logging.INFO))
 
 
 class AccessLog:

@@ -27,9 +27,10 @@ from prometheus_client import Counter, Histogram
 from prometheus_client.exposition import choose_encoder
 
 from proxy.aws.credentials import CredentialStore
-from proxy.aws.upstream import Upstream, UpstreamResponse
+from proxy.aws.upstream import Upstream, UpstreamResponse, foreign_answer, is_aws_answer
 from proxy.errors import (
     BodyTooLarge,
+    ClientDisconnected,
     ClientTimeout,
     MalformedRequest,
     ProxyError,
@@ -343,6 +344,8 @@ class _Receiving:
                     self._count()
                     continue
                 raise self._cut(deadline >= started + pace.timeout, size, loop.time() - started) from None
+            except ConnectionResetError:
+                raise ClientDisconnected(f"the client closed the connection after {size} bytes of its body") from None
             if not chunk:
                 return b"".join(chunks)
             size += len(chunk)
@@ -448,9 +451,26 @@ async def _forward(request: web.Request, exchange: Exchange, body: bytes) -> web
     upstream = await state.pipeline.send(exchange)
     exchange.upstream_status = upstream.status
     exchange.amzn_request_id = upstream.headers.get("x-amzn-RequestId")
+    if not is_aws_answer(upstream):
+        raise foreign_answer(upstream.status, upstream.headers, await _head_of(upstream))
     if upstream.stream is not None:
         return await relay(request, upstream)
     return web.Response(status=upstream.status, body=upstream.body, headers=upstream.headers)
+
+
+async def _head_of(upstream: UpstreamResponse) -> bytes:
+    """The first bytes of an answer; a stream is closed after its first chunk."""
+    if upstream.stream is None:
+        return upstream.body[:4096]
+    try:
+        async with contextlib.aclosing(upstream.stream.chunks()) as chunks:
+            async for chunk in chunks:
+                return chunk[:4096]
+    except UpstreamError:
+        pass
+    finally:
+        upstream.stream.close()
+    return b""
 
 
 async def relay(request: web.Request, upstream: UpstreamResponse) -> web.StreamResponse:

@@ -8,6 +8,7 @@ import json
 import pytest
 from aiohttp.test_utils import TestClient
 
+from tests.support.inprocess import proxy_for
 from tests.support.recording_upstream import RecordingUpstream
 
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -59,16 +60,23 @@ async def test_method_not_allowed_lists_the_allowed_methods(proxy_client: TestCl
         (b'{"name": "a", "name": "b"}', 400, "repeats the member"),
         (b'{"name": NaN}', 400, "NaN"),
         (b"\xff\xfe{}", 400, "not UTF-8"),
+        (b"\xef\xbb\xbf{}", 400, "byte order mark"),
         (b"[" * 100000 + b"]" * 100000, 400, ""),
         (b'{"Name": "abc"}', 400, "did you mean `name`"),
         (b'{"latencyMode": "FAST"}', 400, "latencyMode"),
+        # Past Python's int conversion limit: a 500 and a traceback, once.
+        (b'{"name": ' + b"1" * 5000 + b"}", 400, "5000 digits"),
+        (b'{"tags": {"a": [-' + b"9" * 4500 + b"]}}", 400, "4500 digits"),
+        (b'{"insecureIngest": 1e999999}', 400, "insecureIngest"),
+        (b'{"name": "' + b"\\u0000" * 3000 + b'"}', 400, "name"),
     ],
 )
 async def test_bad_bodies(
     proxy_client: TestClient, upstream: RecordingUpstream, body: bytes, status: int, fragment: str
 ) -> None:
     response = await proxy_client.post("/CreateChannel", data=body, headers=JSON_HEADERS)
-    await assert_refused(response, status, "ValidationException", fragment)
+    refusal = await assert_refused(response, status, "ValidationException", fragment)
+    assert len(refusal["message"]) < 400, "a refusal quotes only a short prefix of what it refuses"
     assert upstream.received == []
 
 
@@ -163,3 +171,33 @@ async def _raw_exchange(host: str, port: int, payload: bytes) -> bytes:
     data = await asyncio.wait_for(reader.read(65536), timeout=10)
     writer.close()
     return data
+
+
+SIGV4_QUERY = ["X-Amz-Signature", "X-Amz-Credential", "X-Amz-Security-Token", "X-Amz-Algorithm", "X-Amz-Date",
+               "X-Amz-SignedHeaders", "X-Amz-Expires", "x-amz-signature"]
+
+
+@pytest.mark.parametrize("parameter", SIGV4_QUERY)
+@pytest.mark.parametrize("allow_unknown", [False, True])
+async def test_caller_sigv4_query_parameters_are_refused_in_every_configuration(  # type: ignore[no-untyped-def]
+    aiohttp_client, recording, parameter: str, allow_unknown: bool
+) -> None:
+    upstream, server = recording
+    proxy = proxy_for(str(server.make_url("")).rstrip("/"), {"validation.allow_unknown_members": allow_unknown})
+    client = await aiohttp_client(proxy.data_app)
+    response = await client.post(f"/ListChannels?{parameter}=abc", data=b"{}", headers=JSON_HEADERS)
+    await assert_refused(response, 400, "UnexpectedCredentialsException", parameter)
+    assert upstream.received == []
+
+
+async def test_strip_caller_signature_removes_sigv4_query_parameters(aiohttp_client, recording) -> None:  # type: ignore[no-untyped-def]
+    upstream, server = recording
+    proxy = proxy_for(str(server.make_url("")).rstrip("/"),
+                      {"validation.allow_unknown_members": True, "headers.strip_caller_signature": True})
+    client = await aiohttp_client(proxy.data_app)
+    query = "&".join(f"{name}=abc" for name in SIGV4_QUERY)
+    response = await client.post(f"/ListChannels?{query}&newMember=1", data=b"{}", headers=JSON_HEADERS)
+    assert response.status == 200, await response.text()
+    (received,) = upstream.received
+    assert received.raw_path == "/ListChannels?newMember=1"
+    assert received.signature_valid

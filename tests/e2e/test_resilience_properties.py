@@ -47,7 +47,7 @@ def served() -> Iterator[Served]:
         site = web.TCPSite(upstream_runner, "127.0.0.1", 0)
         await site.start()
         proxy = proxy_for(f"http://127.0.0.1:{bound_port(upstream_runner)}",
-                          {"limits.max_body_bytes": 4096, "limits.header_timeout_seconds": 2.0})
+                          {"limits.max_body_bytes": 8192, "limits.header_timeout_seconds": 2.0})
         runner = await start_listener(proxy.data_app, "127.0.0.1:0", proxy.config.limits)
         ready.append(Served(bound_port(runner), upstream))
         started.set()
@@ -76,7 +76,9 @@ segment = st.one_of(
     st.text(_PATH_CHARS, max_size=12),
     st.sampled_from(["..", ".", "", "%2F", "%3A", "%zz", "%", "arn%3Aaws%3Aivs%3Aus-west-2%3A123456789012%3Achannel%2FAbCd"]),
 )
-query = st.sampled_from(["", "", "", "", "?", "?maxResults=2", "?a=%zz&a=1", "?tagKeys=a&tagKeys=b"])
+query = st.sampled_from(["", "", "", "", "?", "?maxResults=2", "?a=%zz&a=1", "?tagKeys=a&tagKeys=b",
+                         "?X-Amz-Signature=abc", "?X-Amz-Credential=AKIA%2F20260101%2Fus-west-2%2Fivs%2Faws4_request",
+                         "?x-amz-security-token=t&maxResults=2", "?X-Amz-Expires=60"])
 random_path = st.builds(
     lambda mount, parts, q: "/" + "/".join(([mount] if mount else []) + parts) + q,
     st.sampled_from(_MOUNTS), st.lists(segment, max_size=3), query,
@@ -124,6 +126,9 @@ body = st.sampled_from([
     st.just(b"{}"),
     st.binary(max_size=64),
     json_value.map(lambda v: json.dumps(v).encode()),
+    # Past Python's int conversion limit (4300 digits), signed or not, alone or nested.
+    st.tuples(st.sampled_from([b'{"name": ', b'{"tags": {"a": -', b'{"x": [']), st.integers(4301, 7000),
+              st.sampled_from([b"}", b"}}", b"]}"])).map(lambda t: t[0] + b"7" * t[1] + t[2]),
     st.dictionaries(st.sampled_from(["name", "latencyMode", "type", "authorized"]),
                     st.sampled_from(["a", "LOW", "BASIC", True, 3]), max_size=3).map(lambda d: json.dumps(d).encode()),
 ]).flatmap(lambda chosen: chosen)
@@ -176,3 +181,11 @@ def test_every_answer_is_the_upstreams_or_a_well_formed_proxy_error(
     document = json.loads(answer)
     assert document["message"].startswith(MESSAGE_PREFIX)
     assert (document["reason"], document["source"]) == (refusal, "ivs-proxy")
+
+
+def test_the_process_stays_healthy_after_the_properties(served: Served) -> None:
+    # Runs after the property test (file order): the same process still forwards a plain call.
+    before = len(served.upstream.received)
+    response = send(served.port, "POST", "/ListChannels", [("Content-Type", "application/json")], b"{}")
+    assert (response.status, response.body, len(served.upstream.received) - before) == (  # type: ignore[attr-defined]
+        200, UPSTREAM_BODY, 1)

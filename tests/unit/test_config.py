@@ -60,3 +60,18 @@ def test_bad_files_name_the_key_file_and_reason(tmp_path: Path, text: str, key: 
     assert failed.value.key == key
     assert failed.value.source == str(path)
     assert reason in failed.value.reason
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"mode": "gateway", "auth.bearer.tokens": {"team": ["0" * 64]}},
+        {"policy.callers": {"app": {"Statement": [{"Effect": "Allow", "Action": "ivs:*", "Resource": "*"}]}}},
+    ],
+)
+def test_unknown_members_are_refused_where_a_policy_authorises(settings: dict) -> None:  # type: ignore[type-arg]
+    load_config(None, settings)  # valid without the option
+    with pytest.raises(ConfigError) as failed:
+        load_config(None, {**settings, "validation.allow_unknown_members": True})
+    assert failed.value.key == "validation.allow_unknown_members"
+    assert "authorised" in failed.value.reason

@@ -8,10 +8,14 @@ import pathlib
 import re
 
 import botocore
+import pytest
 
 from proxy.aws.regions import is_plausible_region
+from proxy.aws.upstream import Upstream
+from proxy.config import UpstreamConfig
+from proxy.errors import RequestInvalid
 from proxy.model.catalog import SERVICE_MOUNTS, Catalog
-from proxy.pipeline import IncomingRequest, split_region_prefix
+from proxy.pipeline import Exchange, IncomingRequest, Pipeline, split_region_prefix
 
 
 def test_with_body_keeps_every_other_field() -> None:
@@ -43,3 +47,14 @@ def test_no_mount_and_no_operation_path_starts_with_a_region_shaped_segment() ->
         regex = re.compile(partition["regionRegex"])
         assert not [first for first in firsts if regex.match(first)]
         assert all(is_plausible_region(region) for region in partition["regions"])
+@pytest.mark.parametrize("failure", [ValueError("secret-looking body text"), TypeError("x"), OverflowError("x"),
+                                     RecursionError(), KeyError("x")])
+def test_a_body_stage_failing_on_a_clients_body_is_a_400_naming_only_the_type(failure: Exception) -> None:
+    def stage(exchange: Exchange) -> None:
+        raise failure
+
+    pipeline = Pipeline((), (stage,), Upstream(UpstreamConfig()))
+    with pytest.raises(RequestInvalid) as refused:
+        pipeline.prepare(Exchange(IncomingRequest("POST", "/CreateChannel", "", (), True)), b"{}")
+    assert refused.value.status == 400
+    assert refused.value.message == f"the body could not be checked ({type(failure).__name__})"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 
 import structlog
@@ -61,3 +62,19 @@ def test_process_fields_are_on_every_line() -> None:
         assert json.loads(stream.getvalue())["worker"] == 3
     finally:
         ACCESS_LOG.unbind_process("worker")
+
+
+def test_standard_library_loggers_write_one_json_object_per_line_tracebacks_included() -> None:
+    stream = io.StringIO()
+    configure_logging("info", "json", stream)
+    try:
+        raise ConnectionResetError("Connection lost")
+    except ConnectionResetError:
+        logging.getLogger("aiohttp.server").exception("Error handling request")
+    logging.getLogger("asyncio").warning("Task was destroyed but it is pending!")
+    lines = stream.getvalue().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert records[0]["event"] == "Error handling request" and records[0]["logger"] == "aiohttp.server"
+    assert records[0]["level"] == "error" and "ConnectionResetError: Connection lost" in records[0]["exception"]
+    assert records[1]["level"] == "warning" and records[1]["logger"] == "asyncio"
+    assert len(records) == 2
