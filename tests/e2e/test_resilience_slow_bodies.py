@@ -1,7 +1,8 @@
 """Slow bodies cannot lock ordinary callers out (README "Overload and slow or hostile callers").
 
-Against the real `serve` process with its default limits: 300 connections send their headers
-and then their body a byte at a time, while 20 ordinary boto3 callers keep calling. The
+Against the real `serve` process with its default limits, as a sidecar and as a gateway (where
+the slow connections are one team's and the ordinary callers another's): 300 connections send
+their headers and then their body a byte at a time, while 20 ordinary boto3 callers keep calling. The
 ordinary callers see no refusal; each slow connection is either cut with 408 `slow_body` by
 the minimum-rate rule (before `body_timeout_seconds`) or, past `max_body_reads`, refused
 503 `body_reads_full`; and the proxy's open file descriptors come back to their baseline."""
@@ -16,9 +17,15 @@ import threading
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-from tests.e2e.conftest import unsigned_client
+import pytest
+
+from tests.e2e.conftest import proxy_env, unsigned_client
+from tests.support.gateway import CHAT, VIDEO, Team
+from tests.support.moto import MotoServer, SessionCredentials
 from tests.support.proxy_process import ProxyProcess
 
 SLOW_CONNECTIONS = 300
@@ -41,14 +48,40 @@ def metric(proxy: ProxyProcess, name: str, **labels: str) -> float:
     return 0.0
 
 
-async def slow_body(port: int) -> tuple[int, str, float]:
+@pytest.fixture(params=["sidecar", "gateway"])
+def subject(request: pytest.FixtureRequest, moto: MotoServer, role_credentials: SessionCredentials,
+            tmp_path: Path) -> Iterator[tuple[ProxyProcess, Team | None, Team | None]]:
+    """(the proxy, the slow connections' team, the ordinary callers' team); no teams as a sidecar."""
+    if request.param == "sidecar":
+        process = ProxyProcess(proxy_env(moto, role_credentials))
+        slow_team = ordinary_team = None
+    else:
+        slow_team, ordinary_team = CHAT, VIDEO
+        config = tmp_path / "gateway.json"
+        config.write_text(json.dumps({  # JSON is YAML; default limits, as the sidecar's
+            "mode": "gateway",
+            "auth": {"bearer": {"tokens": {t.name: [t.token_digest] for t in (slow_team, ordinary_team)}}},
+            "policy": {"callers": {t.name: {"Statement": [
+                {"Effect": "Allow", "Action": "ivs:ListChannels", "Resource": "*"}]} for t in (slow_team, ordinary_team)}},
+        }))
+        process = ProxyProcess(proxy_env(moto, role_credentials), config=config)
+    process.start()
+    yield process, slow_team, ordinary_team
+    process.stop()
+
+
+def bearer(team: Team | None) -> bytes:
+    return f"Authorization: Bearer {team.token}\r\n".encode() if team else b""
+
+
+async def slow_body(port: int, team: Team | None = None) -> tuple[int, str, float]:
     """Headers at once, then a byte every 0.2 s; (status, reason, seconds until the proxy closed).
     A reset is (0, "reset", ...): the proxy closes with the client's latest bytes unread, and
     the kernel may then answer with RST, which can overtake the 408 or 503 already sent."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     started = time.monotonic()
     writer.write(b"POST /ListChannels HTTP/1.1\r\nHost: proxy\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: 1000\r\n\r\n")
+                 + bearer(team) + b"Content-Length: 1000\r\n\r\n")
 
     async def trickle() -> None:
         with contextlib.suppress(ConnectionError):
@@ -76,9 +109,14 @@ async def slow_body(port: int) -> tuple[int, str, float]:
     return int(head.split()[1]), json.loads(body)["reason"], seconds
 
 
-def call_until(stop: threading.Event, url: str) -> list[str]:
+def call_until(stop: threading.Event, url: str, team: Team | None = None) -> list[str]:
     """One ordinary caller: ListChannels in a loop; the outcome of each call."""
     client = unsigned_client("ivs", url)
+    if team is not None:
+        def authorize(request, **_: object) -> None:  # type: ignore[no-untyped-def]
+            request.headers["Authorization"] = f"Bearer {team.token}"
+
+        client.meta.events.register("before-send.ivs.*", authorize)
     outcomes = []
     try:
         while not stop.is_set() or not outcomes:
@@ -92,20 +130,23 @@ def call_until(stop: threading.Event, url: str) -> list[str]:
     return outcomes
 
 
-async def test_slow_bodies_lock_no_ordinary_caller_out(proxy: ProxyProcess) -> None:
+async def test_slow_bodies_lock_no_ordinary_caller_out(
+        subject: tuple[ProxyProcess, Team | None, Team | None]) -> None:
+    proxy, slow_team, ordinary_team = subject
     assert proxy.process is not None
     pid = proxy.process.pid
-    warm = unsigned_client("ivs", proxy.url)
-    warm.list_channels()  # the upstream pool and credentials are in place before the baseline
-    warm.close()
+    one_call = threading.Event()
+    one_call.set()
+    assert call_until(one_call, proxy.url, ordinary_team) == ["ok"]  # pool and credentials in place
     baseline = open_fds(pid)
 
     stop = threading.Event()
     loop = asyncio.get_running_loop()
     with ThreadPoolExecutor(ORDINARY_CALLERS) as pool:
-        callers = [loop.run_in_executor(pool, call_until, stop, proxy.url) for _ in range(ORDINARY_CALLERS)]
+        callers = [loop.run_in_executor(pool, call_until, stop, proxy.url, ordinary_team)
+                   for _ in range(ORDINARY_CALLERS)]
         try:
-            slow = await asyncio.gather(*(slow_body(proxy.port) for _ in range(SLOW_CONNECTIONS)))
+            slow = await asyncio.gather(*(slow_body(proxy.port, slow_team) for _ in range(SLOW_CONNECTIONS)))
         finally:
             stop.set()
         outcomes = [outcome for caller in await asyncio.gather(*callers) for outcome in caller]
