@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -46,6 +47,10 @@ class ProxyProcess:
             command += ["--config", str(self._config)]
         # Files, not pipes: a chatty process must never block on a full pipe nobody reads.
         self._output = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (lives until stop())
+        # Append-only: the process (and each of its workers) shares this file's offset with
+        # output(), whose seek(0) would otherwise make the next line overwrite the first ones.
+        fd = self._output.fileno()
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_APPEND)
         sink = None if self._show_output else self._output
         self.process = subprocess.Popen(command, env=self._env, stdout=sink, stderr=sink, text=True)
         try:
