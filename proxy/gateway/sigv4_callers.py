@@ -31,6 +31,12 @@ _AUTHORIZATION = re.compile(
     r"/(?P<service>[a-z0-9-]{1,64})/aws4_request,\s*SignedHeaders=(?P<signed>[a-z0-9-]+(?:;[a-z0-9-]+)*)"
     r",\s*Signature=(?P<signature>[0-9a-f]{64})"
 )
+#: Just enough of the credential scope to say which part of a malformed one is wrong.
+_SCOPE_REGION = re.compile(r"AWS4-HMAC-SHA256 Credential=[^/,\s]*/[^/,\s]*/(?P<region>[^/,]*)/")
+_REGION = re.compile(r"[a-z0-9-]{1,32}")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+#: How much of a malformed region a refusal quotes (sanitised).
+REGION_QUOTE_CHARS = 24
 _AMZ_DATE = re.compile(r"\d{8}T\d{6}Z")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -79,7 +85,7 @@ class SigV4Verifier:
             values.setdefault(name.lower(), []).append(value)
         match = _AUTHORIZATION.fullmatch(values["authorization"][0].strip())
         if match is None:
-            raise Unauthenticated("the AWS4-HMAC-SHA256 Authorization header is malformed",
+            raise Unauthenticated(_malformed_authorization(values["authorization"][0].strip()),
                                   method="sigv4", why="malformed")
         key = self._keys.get(match["key"])
         if key is None:
@@ -150,3 +156,13 @@ class SigV4Verifier:
                 "the request signature does not match (check the secret of this access key, and that "
                 "nothing between the SDK and the gateway rewrote the request)",
                 method="sigv4", why="bad_signature", key_id=key_id)
+
+
+def _malformed_authorization(authorization: str) -> str:
+    scope = _SCOPE_REGION.match(authorization)
+    if scope is not None and not _REGION.fullmatch(scope["region"]):
+        region = scope["region"]
+        shown = _UNSAFE.sub("?", region[:REGION_QUOTE_CHARS]) + ("..." if len(region) > REGION_QUOTE_CHARS else "")
+        return (f"the credential scope's region {shown!r} is not a region name (1-32 lower-case letters, "
+                "digits and hyphens, such as us-west-2); check the SDK's region setting")
+    return "the AWS4-HMAC-SHA256 Authorization header is malformed"

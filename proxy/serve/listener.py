@@ -6,8 +6,9 @@ and, with `keepalive_timeout`, how long a connection may sit idle; it has no tim
 connection, and with enough of them the listener (slowloris). `_GuardedHandler` adds that
 timer: once the first byte of a request arrives, its whole head must follow within
 `limits.header_timeout_seconds`, or the connection is closed. It also answers requests
-aiohttp cannot parse in the proxy's rest-json error shape, with a fixed message (the
-parser's own quotes the offending bytes).
+aiohttp cannot parse in the proxy's rest-json error shape, with a message that names the
+rule the request broke (`malformed_http_message`) but none of its bytes (the parser's own
+message quotes them).
 
 The subclass relies on three attributes of aiohttp's `RequestHandler` (`_request_count`,
 `_request_in_progress`, `_waiter`), checked against aiohttp 3.10-3.14;
@@ -23,6 +24,7 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError, InvalidHeader, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
 from proxy.config import LimitsConfig, parse_host_port
@@ -39,11 +41,55 @@ CUT_OFF_GRACE_SECONDS = 1.0
 #: would let a slow client keep the connection that long.
 LINGER_SECONDS = 1.0
 
+#: The head limits, given to aiohttp's parser (these are its defaults) and named in refusals.
+MAX_LINE_BYTES = 8190
+MAX_FIELD_BYTES = 8190
+MAX_HEADERS = 128
+
 Refused = Callable[[str], None]
+
+#: (what aiohttp's parser says, lower-cased; what the proxy says), first match wins. The
+#: parser's text is matched, never echoed: it quotes the request.
+_RULES = (
+    ("missing 'host' header", "the Host header is missing; HTTP/1.1 requires exactly one"),
+    ("duplicate 'host' header", "the Host header is given more than once; HTTP/1.1 requires exactly one"),
+    ("duplicate content-length", "Content-Length is given more than once; send it once"),
+    ("duplicate 'content-length'", "Content-Length is given more than once; send it once"),
+    ("invalid character in content-length", "Content-Length must be a plain decimal number of bytes"),
+    ("transfer-encoding can't be present with content-length",
+     "the request has both Content-Length and Transfer-Encoding; send one of them"),
+    ("transfer-encoding", "Transfer-Encoding must be exactly `chunked` (HTTP/1.1), or absent"),
+    ("too many headers", f"the request has more than {MAX_HEADERS} header fields"),
+    ("chunk size", "a chunk size of the chunked body is malformed or too large"),
+)
+_GENERIC = "the request is not well-formed HTTP/1.1 (framing, line ends or header syntax)"
+
+
+def malformed_http_message(exc: BaseException | None, *, request_line_bytes: int) -> str:
+    """What to tell a client whose request aiohttp could not parse; `request_line_bytes`:
+    how much of the request line had arrived (a line over the limit is the request line's,
+    or else a header field's)."""
+    if isinstance(exc, LineTooLong):
+        if request_line_bytes > MAX_LINE_BYTES:
+            return f"the request line (method, target and version) is longer than {MAX_LINE_BYTES} bytes"
+        return f"a header field is longer than {MAX_FIELD_BYTES} bytes"
+    if isinstance(exc, InvalidHeader) and exc.hdr.lower() == "content-length":  # the pure-Python parser's
+        return "Content-Length must be given once, as a plain decimal number of bytes"
+    said = ""
+    if isinstance(exc, HttpProcessingError) and isinstance(exc.message, str):
+        said = exc.message.partition(":\n")[0].lower()  # the rule, without the quoted excerpt
+    return next((ours for theirs, ours in _RULES if theirs in said), _GENERIC)
 
 
 class _GuardedHandler(RequestHandler):
-    __slots__ = ("_head_timeout", "_head_timer", "_on_refused")
+    __slots__ = (
+        "_head_done",
+        "_head_timeout",
+        "_head_timer",
+        "_on_refused",
+        "_request_line_bytes",
+        "_request_line_done",
+    )
 
     def __init__(self, manager: web.Server, *, head_timeout: float, on_refused: Refused | None = None,
                  **kwargs: Any) -> None:
@@ -51,14 +97,29 @@ class _GuardedHandler(RequestHandler):
         self._head_timeout = head_timeout
         self._head_timer: asyncio.TimerHandle | None = None
         self._on_refused = on_refused
+        self._request_line_bytes = 0
+        self._request_line_done = False
+        self._head_done = False
 
     def data_received(self, data: bytes) -> None:
         heads = self._request_count
+        self._measure_request_line(data)
         super().data_received(data)
         if self._request_count != heads:
             self._stop_head_timer()  # a whole head (or a parse error) arrived
+            self._head_done = True  # kept for handle_error, which runs after this returns
         elif data and self._head_timer is None and not self._request_in_progress:
             self._head_timer = self._loop.call_later(self._head_timeout, self._head_timed_out)
+
+    def _measure_request_line(self, data: bytes) -> None:
+        """Only to say which line was too long; a pipelined next request is not measured."""
+        if self._head_done and not self._request_in_progress:  # the first bytes of the next head
+            self._request_line_bytes, self._request_line_done, self._head_done = 0, False, False
+        if self._request_line_done or self._request_in_progress:
+            return
+        end = data.find(b"\n")
+        self._request_line_bytes += len(data) if end < 0 else end
+        self._request_line_done = end >= 0
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
@@ -82,9 +143,10 @@ class _GuardedHandler(RequestHandler):
             return super().handle_error(request, status, exc, message)
         if request.writer.output_size > 0:
             raise ConnectionError("an answer is already out; cannot send a 400")
-        log.info("malformed_request", error=type(exc).__name__ if exc is not None else None)
+        message = malformed_http_message(exc, request_line_bytes=self._request_line_bytes)
+        log.info("malformed_request", error=type(exc).__name__ if exc is not None else None, rule=message)
         self._refused("malformed_http")
-        return error_response(MalformedRequest("the request is not well-formed HTTP/1.1"))
+        return error_response(MalformedRequest(message))
 
     def _refused(self, reason: str) -> None:
         if self._on_refused is not None:
@@ -121,6 +183,9 @@ async def start_listener(
         keepalive_timeout=limits.idle_timeout_seconds,
         lingering_time=LINGER_SECONDS,
         head_timeout=limits.header_timeout_seconds,
+        max_line_size=MAX_LINE_BYTES,
+        max_field_size=MAX_FIELD_BYTES,
+        max_headers=MAX_HEADERS,
         on_refused=on_refused,
         # Used only after our own drain: handlers still writing their last bytes.
         shutdown_timeout=CUT_OFF_GRACE_SECONDS,

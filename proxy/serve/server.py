@@ -33,6 +33,7 @@ from proxy.errors import (
     ClientDisconnected,
     ClientTimeout,
     MalformedRequest,
+    MethodNotAllowed,
     ProxyError,
     RequestInvalid,
     ShuttingDown,
@@ -176,6 +177,10 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
 @web.middleware
 async def proxy_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        if request.match_info.http_exception is not None:
+            # Only a target that is not a path misses the catch-all route: CONNECT's
+            # authority-form or `OPTIONS *`; refused here, not with aiohttp's plain-text 404.
+            refuse_target_form(request.method, request.raw_path)
         return await handler(request)
     except ProxyError as error:
         request[ERROR] = error
@@ -401,6 +406,17 @@ def check_framing(request: web.Request) -> None:
     codings = request.headers.getall("Transfer-Encoding", ())
     if codings and (request.version < (1, 1) or [c.strip().lower() for c in codings] != ["chunked"]):
         raise MalformedRequest("Transfer-Encoding must be exactly `chunked` (HTTP/1.1), or absent")
+
+
+def refuse_target_form(method: str, target: str) -> None:
+    """Refuse a request target that is not a path (RFC 9112 3.2), naming its form."""
+    if method == "CONNECT":
+        raise MethodNotAllowed("CONNECT is not supported: ivs-proxy signs IVS API calls and is not a "
+                               "forward proxy or tunnel; send each call to its path, e.g. POST /ListChannels")
+    if target == "*":
+        raise RequestInvalid("the request target `*` (asterisk-form, as in `OPTIONS *`) is not an IVS API "
+                             "call; send each call to its path, e.g. POST /ListChannels")
+    split_target(target)
 
 
 def split_target(target: str) -> tuple[str, str]:

@@ -41,6 +41,7 @@ HOSTILE = {
     "content-length list": request(b"Content-Length: 2, 2"),
     "content-length with a sign": request(b"Content-Length: +2"),
     "duplicate host": request(b"Host: evil.example", b"Content-Length: 2"),
+    "missing host": b"POST /ListChannels HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
     "header injection with a bare CR": request(b"X-Amzn-Trace-Id: a\rAuthorization: x", b"Content-Length: 2"),
     "NUL in a header value": request(b"User-Agent: a\x00b", b"Content-Length: 2"),
     "space in a header name": request(b"User Agent: a", b"Content-Length: 2"),
@@ -53,6 +54,38 @@ HOSTILE = {
     "HTTP/1.2": request(b"Content-Length: 2", line=b"POST /ListChannels HTTP/1.2"),
     "absolute-form target": request(b"Content-Length: 2", line=b"POST http://evil.example/ListChannels HTTP/1.1"),
     "chunk size overflow": request(b"Transfer-Encoding: chunked", body=b"FFFFFFFFFFFFFFFFFFFF\r\n{}\r\n0\r\n\r\n"),
+}
+
+GENERIC = "the request is not well-formed HTTP/1.1"
+TRANSFER_ENCODING = "Transfer-Encoding must be exactly `chunked`"
+#: The rule each refusal names (both aiohttp parsers: the C one, and AIOHTTP_NO_EXTENSIONS).
+RULE = {
+    "content-length and transfer-encoding": "both Content-Length and Transfer-Encoding",
+    "transfer-encoding xchunked": TRANSFER_ENCODING,
+    "transfer-encoding chunked, identity": TRANSFER_ENCODING,
+    "transfer-encoding identity, chunked": TRANSFER_ENCODING,
+    "transfer-encoding twice": TRANSFER_ENCODING,
+    "transfer-encoding with a space before the colon": "",  # the parsers differ; either is right
+    "transfer-encoding with a vertical tab": GENERIC,
+    "transfer-encoding folded": GENERIC,
+    "transfer-encoding on HTTP/1.0": TRANSFER_ENCODING,
+    "two different content-lengths": "Content-Length",
+    "content-length list": "Content-Length",
+    "content-length with a sign": "Content-Length",
+    "duplicate host": "the Host header is given more than once",
+    "missing host": "the Host header is missing",
+    "header injection with a bare CR": GENERIC,
+    "NUL in a header value": GENERIC,
+    "space in a header name": GENERIC,
+    "obsolete line folding": GENERIC,
+    "bare LF line ends": GENERIC,
+    "oversized header": "a header field is longer than 8190 bytes",
+    "too many headers": "more than 128 header fields",
+    "oversized request line": "the request line (method, target and version) is longer than 8190 bytes",
+    "HTTP/0.9": "",  # the C parser: HTTP/0.9 is not supported; the pure-Python one: not HTTP/1.1
+    "HTTP/1.2": "",  # the C parser: not HTTP/1.1; the pure-Python one: HTTP/1.2 is not supported
+    "absolute-form target": "the request target must be a path (origin-form), not a URL",
+    "chunk size overflow": "",  # the C parser: a chunk size is malformed; the pure-Python one: 408
 }
 
 
@@ -97,8 +130,29 @@ async def test_hostile_requests_are_refused_and_never_forwarded(served, upstream
     # 400; aiohttp's pure-Python parser (AIOHTTP_NO_EXTENSIONS) waits out a bad chunk size: 408
     assert status in (400, 408), name
     assert headers["x-amzn-errortype"] in ("BadRequestException", "ValidationException", "RequestTimeoutException")
-    assert json.loads(body)["message"].startswith("ivs-proxy refused the request: ")
-    assert b"evil" not in body and b"\x00" not in body  # nothing of the request is echoed
+    message = json.loads(body)["message"]
+    assert message.startswith("ivs-proxy refused the request: ")
+    assert RULE[name] in message, message
+    assert b"evil" not in body and b"aaaa" not in body and b"Filler" not in body and b"\x00" not in body  # nothing of the request is echoed
+    assert upstream.received == []
+
+
+def test_every_hostile_request_names_its_rule() -> None:
+    assert sorted(RULE) == sorted(HOSTILE)
+
+
+@pytest.mark.parametrize(("line", "status", "error_type", "says"), [
+    (b"CONNECT evil.example:443 HTTP/1.1", 405, "MethodNotAllowedException", "CONNECT is not supported"),
+    (b"OPTIONS * HTTP/1.1", 400, "ValidationException", "the request target `*` (asterisk-form"),
+])
+async def test_targets_that_are_not_paths_are_refused_in_the_proxys_shape(  # type: ignore[no-untyped-def]
+        served, upstream: RecordingUpstream, line: bytes, status: int, error_type: str, says: str) -> None:
+    _, port = served
+    got, headers, body = parse(await exchange(port, line + b"\r\nHost: proxy\r\nConnection: close\r\n\r\n"))
+    assert (got, headers["x-amzn-errortype"]) == (status, error_type)
+    answer = json.loads(body)
+    assert answer["source"] == "ivs-proxy" and says in answer["message"]
+    assert b"evil" not in body
     assert upstream.received == []
 
 

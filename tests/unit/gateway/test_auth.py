@@ -214,6 +214,28 @@ def test_refusals(change: Any, why: str) -> None:
     assert VIDEO.secret not in error.value.message
 
 
+@pytest.mark.parametrize(("region", "shown"), [
+    ("US-WEST-2", "'US-WEST-2'"),
+    ("us west 2", "'us?west?2'"),
+    ("us-west-2\u200b", "'us-west-2?'"),
+    ("", "''"),
+    ("x" * 200, "'" + "x" * 24 + "...'"),
+])
+def test_a_malformed_scope_region_is_named_short_and_sanitised(region: str, shown: str) -> None:
+    headers = [(n, v.replace("/us-west-2/", f"/{region}/")) if n == "Authorization" else (n, v) for n, v in signed()]
+    with pytest.raises(Unauthenticated) as error:
+        check(headers)
+    assert error.value.status == 401 and error.value.why == "malformed"
+    assert f"the credential scope's region {shown} is not a region name" in error.value.message
+    assert "\u200b" not in error.value.message and "x" * 25 not in error.value.message
+
+
+def test_a_malformed_header_with_a_good_region_says_only_malformed() -> None:
+    headers = [(n, v.replace("Signature=", "Signature=zz")) if n == "Authorization" else (n, v) for n, v in signed()]
+    with pytest.raises(Unauthenticated, match="^the AWS4-HMAC-SHA256 Authorization header is malformed$"):
+        check(headers)
+
+
 def test_a_wrong_secret_a_tampered_body_or_path_do_not_verify() -> None:
     with pytest.raises(SignatureRejected, match="does not match"):
         check(signed(secret="not-the-secret-0123456789"))
