@@ -28,6 +28,7 @@ MIB = 1024 * 1024
 class HeadersConfig:
     reject_unknown_headers: bool = False
     strip_caller_signature: bool = False
+    strict_accept_encoding: bool = False
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ knows nothing about IVS. `is_arn_shape` says which model shapes hold an ARN, and
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 import botocore.loaders
@@ -130,8 +131,35 @@ class ArnRule:
     def check(self, text: str) -> Arn | None:
         """Return the parsed ARN if `text` satisfies the rule (length is checked elsewhere)."""
         m = self.matcher.fullmatch(text)
-        return None if m is None else Arn(*m.groups())
+        if m is None or self.id_problem(m[5]) is not None:
+            return None
+        return Arn(*m.groups())
 
+    def id_problem(self, resource: str) -> str | None:
+        """Which rule the resource part of a matching ARN breaks, if it names nothing real.
+
+        AWS refuses these ids; refusing them here saves the round trip and says why. A rule
+        with a known service names a resource whose id is flat (IVS `channel/<id>`, lambda
+        `function:<name>[:<qualifier>]`), so a further '/' is a path it cannot have; only a
+        rule for any service (an IAM role's `role/<path>/<name>`) keeps slashes.
+        """
+        _, _, ident = resource.partition(self.separator) if self.separator else ("", "", resource)
+        invisible = next((c for c in resource if unicodedata.category(c) in _INVISIBLE), None)
+        if invisible is not None:
+            return (f"an ARN holds no control or invisible characters "
+                    f"(U+{ord(invisible):04X} {unicodedata.name(invisible, 'unnamed')})")
+        if any(segment in (".", "..") for segment in re.split(r"[/:]", resource)):
+            return "an ARN's resource has no '.' or '..' path segments"
+        if "@" in resource:
+            return "an ARN's resource holds no '@'"
+        if self.service is not None and "/" in ident:
+            return f"the id of a {self.service} {self.resource_type or 'resource'} has no '/' (no path)"
+        return None
+
+
+# Unicode categories no ARN ever holds: controls, formats (zero-width space and joiners,
+# BOM, soft hyphen, bidi overrides), private use, surrogates, unassigned, line/paragraph seps.
+_INVISIBLE = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp", "Zs"})
 
 # "^$|^arn..." and ivschat's "$|^arn...": the pattern's first alternative is the empty string.
 _EMPTY_FIRST = re.compile(r"\^?\$\|")

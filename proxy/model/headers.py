@@ -65,6 +65,7 @@ SIGV4_QUERY_PARAMETERS = frozenset({
 })
 
 ALLOWED_ENCODINGS = frozenset({"gzip", "deflate", "identity"})
+_IVS_CODINGS = ("gzip", "deflate")  # the content codings IVS can answer in
 JSON = "application/json"
 
 
@@ -72,6 +73,7 @@ JSON = "application/json"
 class HeaderOptions:
     reject_unknown_headers: bool = False
     strip_caller_signature: bool = False
+    strict_accept_encoding: bool = False
 
 
 class HeaderPolicy:
@@ -100,7 +102,14 @@ class HeaderPolicy:
                     f"allowed: {', '.join(sorted(FORWARDED))}"
                 )
         _check_accept(forwarded.get("accept"))
-        _check_accept_encoding(forwarded.get("accept-encoding"))
+        if self._options.strict_accept_encoding:
+            _check_accept_encoding(forwarded.get("accept-encoding"))
+        elif "accept-encoding" in forwarded:
+            negotiated = _negotiate_accept_encoding(forwarded["accept-encoding"])
+            if negotiated is None:
+                del forwarded["accept-encoding"]
+            else:
+                forwarded["accept-encoding"] = negotiated
         _check_content_type(forwarded.get("content-type"), has_body)
         if not has_body:
             forwarded.pop("content-type", None)
@@ -178,6 +187,36 @@ def _check_accept_encoding(value: str | None) -> None:
             raise HeaderRejected(
                 f"Accept-Encoding {_clip(coding)} is not allowed; allowed values: gzip, deflate, identity"
             )
+
+
+def _negotiate_accept_encoding(value: str) -> str | None:
+    """The Accept-Encoding to forward: the caller's list cut to the codings IVS can send.
+
+    HTTP lets an intermediary choose among the codings a client accepts (`curl --compressed`
+    sends `gzip, deflate, br, zstd`), so the others are dropped and the rest keep their
+    q-values; `*` stands for the IVS codings it does not name. None: nothing is left, so
+    send no header (identity is then acceptable). Refused (406) only when the caller
+    accepts nothing IVS can answer in.
+    """
+    if not value.strip():
+        return value  # "no coding but identity": IVS can always honour that
+    items = [(coding, q, item.strip()) for item in value.split(",")
+             for coding, q in _media_ranges(item)]
+    named = {coding for coding, _, _ in items}
+    kept = [item for coding, _, item in items if coding in ALLOWED_ENCODINGS]
+    wildcard = [q for coding, q, _ in items if coding == "*"]
+    if wildcard:
+        kept += [f"{coding};q={wildcard[0]:g}" for coding in _IVS_CODINGS if coding not in named]
+    qualities = {coding: q for coding, q, _ in items}
+    identity_q = qualities.get("identity", wildcard[0] if wildcard else 1.0)
+    if identity_q <= 0 and not any(
+        qualities.get(coding, wildcard[0] if wildcard else 0.0) > 0 for coding in _IVS_CODINGS
+    ):
+        raise NotAcceptable(
+            f"Accept-Encoding {_clip(value)} accepts no coding IVS answers in; "
+            "it answers in gzip, deflate or identity, so allow one of them"
+        )
+    return ", ".join(kept) or None
 
 
 def _check_content_type(value: str | None, has_body: bool) -> None:

@@ -283,6 +283,10 @@ class ShapeCompiler:
                                          f"got {quote(v, sensitive)}")
                 if len(v) > hi:
                     raise limits.error(p, len(v))
+                problem = rule.id_problem(m[5])
+                if problem is not None:
+                    raise RequestInvalid(f"`{p}` names no real resource: {problem}; "
+                                         f"got {quote(v, sensitive)}")
                 if len(seen) >= _ARN_CACHE_SIZE:
                     _evict_oldest(seen)
                 arn = seen[v] = Arn(*m.groups())

@@ -184,3 +184,55 @@ def test_lambda_rule() -> None:
     assert rule.check("arn:aws:lambda:us-west-2:123456789012:layer:review:1") is None
     assert rule.check("https://example.com/review") is None
     assert "lambda" in rule.describe() and "function:<id>" in rule.describe()
+
+
+CHANNEL_PREFIX = "arn:aws:ivs:us-west-2:123456789012:channel/"
+
+
+@pytest.mark.parametrize(
+    ("resource_id", "rule_named"),
+    [
+        ("..", "'..' path segments"),
+        ("AbCd/../EfGh", "'..' path segments"),
+        ("AbCd/EfGh", "has no '/'"),
+        ("AbCd@EfGh", "no '@'"),
+        ("AbCd\x9bEfGh", "U+009B"),  # a C1 control: the ASCII range check misses it
+        ("AbCd\u200bEfGh", "U+200B ZERO WIDTH SPACE"),
+        ("AbCd\u200dEfGh", "U+200D"),
+        ("\ufeffAbCdEfGh", "U+FEFF"),
+        ("AbCd\u00adEfGh", "U+00AD"),
+        ("AbCd\u202eEfGh", "U+202E"),
+        ("AbCd\ue000EfGh", "U+E000"),  # private use
+    ],
+)
+def test_ids_that_can_never_be_real_are_refused_naming_the_rule(resource_id: str, rule_named: str) -> None:
+    for pattern in (CHANNEL_PATTERN, RESOURCE_ARN_PATTERN):
+        rule = ArnRule.from_model(pattern, allow_empty=False)
+        text = CHANNEL_PREFIX + resource_id
+        assert rule.matcher.fullmatch(text) is not None  # structurally an ARN: only the id is wrong
+        assert rule.check(text) is None
+        problem = rule.id_problem(text.split(":", 5)[5])
+        assert problem is not None and rule_named in problem
+
+
+def test_lambda_ids_refuse_paths_but_keep_their_qualifier() -> None:
+    rule = ArnRule.from_model(LAMBDA_PATTERN, allow_empty=True)
+    assert rule.id_problem("function:chat-message-review:live") is None
+    assert "'..'" in (rule.id_problem("function:review/../x") or "")
+    assert "has no '/'" in (rule.id_problem("function:review/x") or "")
+
+
+def test_a_rule_for_any_service_keeps_iam_paths() -> None:
+    rule = ArnRule.from_model(None, allow_empty=False)
+    assert rule.check("arn:aws:iam:us-east-1:123456789012:role/service-role/ivs-recorder") is not None
+    assert rule.check("arn:aws:iam:us-east-1:123456789012:role/service-role/../admin") is None
+
+
+@pytest.mark.parametrize("resource_type", sorted(REAL_ARNS))
+def test_real_arns_break_no_id_rule(resource_type: str) -> None:
+    text = REAL_ARNS[resource_type]
+    arn = parse_arn(text)
+    assert arn is not None
+    sep = "/" if "/" in arn.resource else ":"
+    rule = ArnRule(arn.service, arn.resource_type, sep, allow_empty=False)
+    assert rule.id_problem(arn.resource) is None and rule.check(text) == arn

@@ -91,9 +91,47 @@ def test_allowed_accept_encodings(encoding: str) -> None:
 
 
 @pytest.mark.parametrize("encoding", ["br", "gzip, deflate, br", "zstd", "*"])
-def test_other_accept_encodings_name_the_allowed_values(encoding: str) -> None:
-    with pytest.raises(HeaderRejected, match="gzip, deflate"):
+def test_strict_accept_encoding_refuses_other_codings_naming_the_allowed_values(encoding: str) -> None:
+    with pytest.raises(HeaderRejected, match="gzip, deflate") as exc:
+        check([JSON, ("Accept-Encoding", encoding)], strict_accept_encoding=True)
+    assert exc.value.status == 400
+
+
+@pytest.mark.parametrize(
+    ("encoding", "forwarded"),
+    [
+        ("gzip, deflate, br, zstd", "gzip, deflate"),  # curl --compressed
+        ("br;q=1.0, gzip;q=0.8, zstd;q=0.9, deflate;q=0.5", "gzip;q=0.8, deflate;q=0.5"),
+        ("br, identity;q=0.5", "identity;q=0.5"),
+        ("gzip;q=0, br", "gzip;q=0"),  # identity is still acceptable
+        ("gzip, deflate", "gzip, deflate"),
+        ("*", "gzip;q=1, deflate;q=1"),
+        ("br, gzip;q=0.3, *;q=0.6", "gzip;q=0.3, deflate;q=0.6"),
+        ("", ""),
+    ],
+)
+def test_accept_encoding_is_cut_to_the_codings_ivs_sends(encoding: str, forwarded: str) -> None:
+    assert check([JSON, ("Accept-Encoding", encoding)])["accept-encoding"] == forwarded
+
+
+@pytest.mark.parametrize("encoding", ["br", "br, zstd;q=0.5", "BR"])
+def test_accept_encoding_with_no_ivs_coding_is_dropped(encoding: str) -> None:
+    assert "accept-encoding" not in check([JSON, ("Accept-Encoding", encoding)])
+
+
+@pytest.mark.parametrize(
+    "encoding", ["identity;q=0", "br, identity;q=0", "*;q=0", "br, *;q=0", "gzip;q=0, identity;q=0",
+                 "br, *;q=0, deflate;q=0"],
+)
+def test_accept_encoding_accepting_nothing_ivs_sends_is_406(encoding: str) -> None:
+    with pytest.raises(NotAcceptable, match="gzip, deflate or identity") as exc:
         check([JSON, ("Accept-Encoding", encoding)])
+    assert exc.value.status == 406
+
+
+@pytest.mark.parametrize("encoding", ["identity;q=0, gzip", "*;q=0, deflate;q=0.1", "br, *;q=0, identity"])
+def test_refusing_identity_is_fine_while_gzip_or_deflate_is_accepted(encoding: str) -> None:
+    assert check([JSON, ("Accept-Encoding", encoding)])["accept-encoding"]
 
 
 def test_content_type_is_required_with_a_body_and_dropped_without() -> None:

@@ -755,3 +755,16 @@ def _closure_cells(v: InputValidator) -> list:
     member = next(c.cell_contents for c in checks["arns"].__closure__ if callable(c.cell_contents)
                   and c.cell_contents.__name__ == "check")
     return list(member.__closure__)
+
+
+@pytest.mark.parametrize(
+    ("resource_id", "rule_named"),
+    [("AbCd/../EfGh", "'..'"), ("AbCd/EfGh", "no '/'"), ("AbCd@EfGh", "'@'"),
+     ("AbCd\u200bEfGh", "U+200B"), ("AbCd\x9bEfGh", "U+009B")],
+)
+def test_arns_naming_no_real_resource_are_refused_with_the_rule(resource_id: str, rule_named: str) -> None:
+    bad = CHANNEL.rsplit("/", 1)[0] + "/" + resource_id
+    for message in (refused("ivs", "GetChannel", {"arn": bad}),
+                    refused("ivs", "ListTagsForResource", {}, uri_params={"resourceArn": bad})):
+        assert "names no real resource" in message and rule_named in message
+    assert "\u200b" not in refused("ivs", "GetChannel", {"arn": CHANNEL + "\u200b"})  # escaped, visible
