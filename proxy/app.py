@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from proxy.aws.regions import RegionChooser, default_region, offered_regions
 from proxy.aws.regions import botocore_session as config_session
 from proxy.aws.retries import Retrier
 from proxy.aws.upstream import Upstream
-from proxy.config import ProxyConfig, check_exposure
+from proxy.config import ProxyConfig, check_exposure, config_warnings
 from proxy.errors import ConfigError
 from proxy.gateway.auth import Authenticator
 from proxy.gateway.wiring import build_gateway
@@ -36,6 +37,7 @@ from proxy.pipeline import (
     Stage,
     ValidateInput,
 )
+from proxy.policy import PolicySet
 from proxy.serve.limits import Admission, BodyReads, CallerShares
 from proxy.serve.server import ProxyState, create_admin_app, create_data_app
 from proxy.serve.tls import peer_certificate, server_context
@@ -57,14 +59,54 @@ def allowed_regions(config: ProxyConfig) -> dict[str, frozenset[str]]:
     for service, offered in offered_regions(config.services).items():
         narrowed = config.regions.get(service)
         if narrowed:
-            unknown = set(narrowed) - offered
-            if unknown:
-                raise ConfigError(
-                    f"regions.{service}", f"{service} is not offered in {sorted(unknown)}; offered: {sorted(offered)}"
-                )
+            for i, region in enumerate(narrowed):
+                if region not in offered:
+                    raise ConfigError(f"regions.{service}[{i}]", f"{service} is not offered in {region!r}"
+                                      f"{_did_you_mean(region, offered)}; offered: {sorted(offered)}")
             offered = frozenset(narrowed)
         allowed[service] = offered
     return allowed
+
+
+def _did_you_mean(name: str, known: frozenset[str]) -> str:
+    near = difflib.get_close_matches(name, sorted(known), n=1)
+    return f"; did you mean {near[0]}?" if near else ""
+
+
+NO_REGION_WARNING = ("no default region (region:, --region, AWS_REGION, AWS_DEFAULT_REGION, the profile's region): "
+                     "a call that names no ARN with a region and no region path prefix is refused")
+
+
+@dataclass(frozen=True)
+class CheckedConfig:
+    """What `check_config` found out on the way: `build_proxy` uses it rather than asking twice."""
+
+    allowed_regions: dict[str, frozenset[str]]
+    default_region: str | None
+    warnings: list[tuple[str, str]]
+
+
+def check_config(config: ProxyConfig, env: Mapping[str, str]) -> CheckedConfig:
+    """Every check a config must pass before the proxy runs with it; `serve`, `dev`, `check-config`
+    and `policy-check` all call it, so none of them accepts what another refuses.
+
+    Raises ConfigError (the key and the reason); returns the warnings: settings that run but
+    work against each other, or leave some calls with no way to succeed."""
+    check_exposure(config)
+    allowed = allowed_regions(config)
+    profile = config.credentials.profile or env.get("AWS_PROFILE")
+    region = default_region(config.region, env, profile)
+    offered = frozenset().union(*offered_regions(config.services).values())
+    if region is not None and region not in offered:
+        key = "region" if config.region else "default region"
+        raise ConfigError(key, f"{region!r} is not a region botocore lists for {', '.join(config.services)}"
+                          f"{_did_you_mean(region, offered)}")
+    if config.policy.callers:  # refuses misspelt actions, with a "did you mean"
+        PolicySet(config.policy.callers, {op.iam_action for op in Catalog.load(config.services).operations})
+    warnings = config_warnings(config)
+    if region is None:
+        warnings.append(("region", NO_REGION_WARNING))
+    return CheckedConfig(allowed, region, warnings)
 
 
 def sdk_ca_bundle(config: ProxyConfig, env: Mapping[str, str], profile: str | None) -> str | None:
@@ -89,11 +131,11 @@ def build_proxy(
     clock: Clock = utc_now,
     registry: CollectorRegistry | None = None,
 ) -> Proxy:
-    check_exposure(config)
+    checked = check_config(config, env)
     profile = config.credentials.profile or env.get("AWS_PROFILE")
     catalog = Catalog.load(config.services)
-    allowed = allowed_regions(config)
-    chooser = RegionChooser(default_region(config.region, env, profile), allowed)
+    allowed = checked.allowed_regions
+    chooser = RegionChooser(checked.default_region, allowed)
     endpoints = EndpointTable.build(config.services, allowed, env, profile)
     source, identify = credential_source_for(config, env) if credential_source is None else (credential_source, None)
     credentials = CredentialStore(

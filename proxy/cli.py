@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import functools
 import gc
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from proxy.startup import quick_imports
@@ -21,9 +22,10 @@ with quick_imports():  # ~80 ms less start-up: see proxy/startup.py
     from aiohttp import web
 
     from proxy import __version__
-    from proxy.app import build_proxy, credential_source_for
+    from proxy.app import build_proxy, check_config, credential_source_for
     from proxy.aws.credentials import LONG_LIVED_MESSAGE, utc_now
-    from proxy.config import ProxyConfig, check_exposure, config_warnings, load_config
+    from proxy.aws.regions import offered_regions
+    from proxy.config import ProxyConfig, load_config
     from proxy.dev.devmode import add_dev_command, run_dev
     from proxy.errors import ConfigError
     from proxy.model.catalog import SERVICE_MOUNTS, Catalog
@@ -156,14 +158,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "dev":
             return run_dev(args)
         if args.command == "check-config":
-            checked = load_config(args.file)
-            check_exposure(checked)
-            for key, why in config_warnings(checked):
+            for key, why in check_config(load_config(args.file), os.environ).warnings:
                 print(f"ivs-proxy: warning: {key}: {why}", file=sys.stderr)
             print(f"{args.file}: ok")
             return 0
         if args.command == "policy-check":
-            return policy_check(load_config(args.config), args.caller, args.action, args.resource, args.region)
+            config = load_config(args.config)
+            check_config(config, os.environ)
+            return policy_check(config, args.caller, args.action, args.resource, args.region)
     except ConfigError as exc:
         print(f"ivs-proxy: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -214,9 +216,22 @@ def policy_check(config: ProxyConfig, caller: str, action: str, resources: list[
                  region: str | None = None) -> int:
     """Print the decision, resource by resource, and the statement behind each; 0 allow, 1 deny."""
     known = {op.iam_action for op in Catalog.load(config.services).operations}
+    if action.lower() not in {name.lower() for name in known}:
+        raise ConfigError("--action", f"{action!r} is no IAM action of a served operation{_near(action, known)}")
     # As the proxy chooses: the ARNs' region first (arn:aws:ivs:<region>:...), then the default.
     arn_regions = [parts[3] for parts in (r.split(":", 5) for r in resources) if len(parts) > 4 and parts[3]]
     region = region or next(iter(arn_regions), None) or config.region
+    offered = frozenset().union(*offered_regions(config.services).values())
+    if region is not None and region not in offered:
+        raise ConfigError("--region", f"{region!r} is not a region botocore lists for the served services"
+                          f"{_near(region, offered)}")
+    if not (config.mode == "gateway" or config.policy.callers):  # as proxy/gateway/wiring.py enforces it
+        print(f"caller:   {caller}\naction:   {action}")
+        print("decision: ALLOW (sidecar mode without policy.callers: the proxy enforces no policy; "
+              "the IAM policy of the role it signs with decides)")
+        return 0
+    if caller not in config.policy.callers:
+        raise ConfigError("--caller", f"{caller!r} is not in policy.callers{_near(caller, config.policy.callers)}")
     decision = PolicySet(config.policy.callers, known).evaluate(caller, action, resources, region)
     print(f"caller:   {caller}\naction:   {action}")
     print(f"region:   {region} (aws:RequestedRegion)" if region else
@@ -229,10 +244,21 @@ def policy_check(config: ProxyConfig, caller: str, action: str, resources: list[
     return 0 if decision.allowed else 1
 
 
+def _near(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
 def serve(config: ProxyConfig, *, config_file: str | None = None, worker: WorkerRole | None = None) -> int:
-    configure_logging(config.log.level, config.log.format)
     if worker is not None:
+        configure_logging(config.log.level, config.log.format)
         return _serve_as_worker(config, worker)
+    # Before any worker starts: a refused config stops the supervisor, and warns once.
+    warnings = check_config(config, os.environ).warnings
+    configure_logging(config.log.level, config.log.format)
+    log = structlog.get_logger("ivs_proxy")
+    for key, why in warnings:
+        log.warning("config_warning", key=key, detail=why)
     from proxy.serve.workers import resolve_workers, supervise
 
     workers = resolve_workers(config.workers)

@@ -23,7 +23,7 @@ import structlog
 from aiohttp import web
 
 from proxy import __version__
-from proxy.app import build_proxy, credential_chain_session, credential_source_for
+from proxy.app import build_proxy, check_config, credential_chain_session, credential_source_for
 from proxy.aws.credential_sources import IAM_PREFIXES
 from proxy.aws.credentials import (
     LONG_LIVED_MESSAGE,
@@ -148,6 +148,7 @@ def plan(args: argparse.Namespace, env: Mapping[str, str]) -> DevPlan:
 def run_dev(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
     dev = plan(args, env)
+    check_config(dev.config, env)  # as serve does, before any credentials are fetched
     proxy_source, broker_source = _sources(dev, env)
     signing = _first_fetch(proxy_source, dev.profile_name)
     served = _first_fetch(broker_source, dev.profile_name) if broker_source is not None else None

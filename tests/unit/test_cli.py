@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -46,7 +47,8 @@ def test_check_config_accepts_good_and_names_the_bad_key(tmp_path: Path, capsys:
 
 
 def test_check_config_warns_when_the_inflight_cap_exceeds_the_upstream_pool(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_REGION", "us-west-2")  # else it warns of the missing region too
     config = tmp_path / "config.yaml"
     config.write_text("limits:\n  max_inflight_requests: 200\nupstream:\n  max_connections: 50\n")
     assert main(["check-config", str(config)]) == 0  # it runs; the warning says what it costs
@@ -178,3 +180,91 @@ def test_policy_check_explains_a_region_condition(tmp_path: Path, capsys: pytest
     assert "region:   us-west-2" in out and "denied by statement EuropeOnly" in out
     assert main([*base, "ivs:GetChannel", "--resource", "arn:aws:ivs:eu-central-1:123456789012:channel/a"]) == 0
     assert "region:   eu-central-1" in capsys.readouterr().out  # the ARN's region, as the proxy chooses
+
+
+# --- one validation, wherever a config is read (issue 13) -------------------------------------
+
+GATEWAY_POLICY = {"mode": "gateway", "region": "us-west-2", "auth": {"bearer": {"tokens": {"video-team": ["0" * 64]}}},
+                  "policy": {"callers": {"video-team": {"Statement": [
+                      {"Effect": "Allow", "Action": "ivs:GetChannel", "Resource": "*"}]}}}}
+
+
+def _write(tmp_path: Path, config: dict[str, object]) -> str:
+    path = tmp_path / "config.yaml"
+    path.write_text(json.dumps(config))
+    return str(path)
+
+
+def test_check_config_refuses_a_misspelt_policy_action_as_serve_does(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _write(tmp_path, {**GATEWAY_POLICY, "policy": {"callers": {"video-team": {"Statement": [
+        {"Effect": "Allow", "Action": "ivs:GetChanel", "Resource": "*"}]}}}})
+    for command in (["check-config", config], ["serve", "--config", config]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert "'ivs:GetChanel' matches no operation" in err and "did you mean ivs:GetChannel?" in err
+
+
+@pytest.mark.parametrize(("config", "flags", "key"), [
+    ({"region": "us-wset-2"}, [], "region"),
+    ({}, ["--region", "us-wset-2"], "region"),
+    ({"regions": {"ivs": ["us-west-2", "us-wset-2"]}}, [], "regions.ivs[1]"),
+])
+def test_a_region_botocore_does_not_list_is_refused_with_a_suggestion(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], config: dict[str, object], flags: list[str],
+        key: str) -> None:
+    path = _write(tmp_path, config)
+    commands = [["serve", "--config", path, *flags], ["dev", "--config", path, *flags]]
+    commands += [] if flags else [["check-config", path]]
+    for command in commands:
+        assert main(command) == 2, command
+        err = capsys.readouterr().err
+        assert f"configuration error: {key}: " in err and "did you mean us-west-2?" in err
+
+
+def test_a_proxy_without_a_region_warns_that_calls_naming_no_arn_are_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    assert main(["check-config", _write(tmp_path, {})]) == 0
+    assert "warning: region: no default region" in capsys.readouterr().err
+    monkeypatch.setenv("AWS_REGION", "us-west-2")
+    assert main(["check-config", _write(tmp_path, {})]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_serve_logs_the_missing_region_once_before_it_starts() -> None:
+    env = {k: v for k, v in STATIC_CREDENTIALS_ENV.items() if k != "AWS_REGION"}
+    with socket.socket() as taken:  # serve stops at bind (exit 1), after its start-up checks
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        listen = f"127.0.0.1:{taken.getsockname()[1]}"
+        result = subprocess.run([IVS_PROXY, "serve", "--listen", listen, "--admin-listen", "127.0.0.1:0"],
+                                capture_output=True, text=True, timeout=60, check=False, env=env)
+    assert result.returncode == 1, result.stderr
+    lines = [json.loads(line) for line in result.stderr.splitlines() + result.stdout.splitlines()
+             if line.startswith("{")]
+    warned = [line for line in lines if line.get("event") == "config_warning" and line.get("key") == "region"]
+    assert len(warned) == 1, lines
+    assert warned[0]["level"] == "warning" and "is refused" in warned[0]["detail"]
+
+
+def test_policy_check_refuses_an_unknown_caller_or_action_with_a_suggestion(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["policy-check", "--config", _write(tmp_path, GATEWAY_POLICY)]
+    assert main([*base, "--caller", "video-teem", "--action", "ivs:GetChannel"]) == 2
+    err = capsys.readouterr().err
+    assert "--caller: 'video-teem' is not in policy.callers; did you mean video-team?" in err
+    assert main([*base, "--caller", "video-team", "--action", "ivs:GetChanel"]) == 2
+    assert "--action: 'ivs:GetChanel' is no IAM action of a served operation; did you mean ivs:GetChannel?" in (
+        capsys.readouterr().err)
+    assert main([*base, "--caller", "video-team", "--action", "ivs:GetChannel", "--region", "us-wset-2"]) == 2
+    assert "did you mean us-west-2?" in capsys.readouterr().err
+    assert main([*base, "--caller", "video-team", "--action", "ivs:GetChannel"]) == 0
+
+
+def test_policy_check_allows_in_a_sidecar_without_a_policy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _write(tmp_path, {"region": "us-west-2"})
+    assert main(["policy-check", "--config", config, "--caller", "app", "--action", "ivs:CreateChannel"]) == 0
+    assert "decision: ALLOW (sidecar mode without policy.callers" in capsys.readouterr().out
