@@ -112,14 +112,21 @@ class RegionCondition:
 
     operator: str
     values: tuple[str, ...]
+    patterns: tuple[re.Pattern[str], ...] = ()  # StringLike/StringNotLike: compiled once, at load
+
+    @classmethod
+    def parse(cls, operator: str, values: tuple[str, ...]) -> RegionCondition:
+        wildcards = _OPERATORS[operator][1]
+        return cls(operator, values, tuple(wildcard(v, ignore_case=False) for v in values) if wildcards else ())
 
     def holds(self, region: str | None) -> bool:
-        negated, wildcards = _OPERATORS[self.operator]
+        negated = _OPERATORS[self.operator][0]
         if region is None:  # IAM: a missing key fails a positive operator, passes a negated one
             return negated
-        matched = any(
-            wildcard(v, ignore_case=False).fullmatch(region) if wildcards else v == region for v in self.values
-        )
+        if self.patterns:
+            matched = any(p.fullmatch(region) for p in self.patterns)
+        else:
+            matched = region in self.values
         return matched != negated
 
 
@@ -137,7 +144,7 @@ def _conditions(raw: Any, key: str) -> tuple[RegionCondition, ...]:
             if not isinstance(name, str) or name.lower() != REQUESTED_REGION.lower():
                 raise ConfigError(f"{key}.{operator}.{name}", "is not supported by ivs-proxy (ignoring it would "
                                   f"change what the statement allows); supported: {REQUESTED_REGION}")
-            found.append(RegionCondition(operator, _strings(values, f"{key}.{operator}.{name}")))
+            found.append(RegionCondition.parse(operator, _strings(values, f"{key}.{operator}.{name}")))
     return tuple(found)
 
 
