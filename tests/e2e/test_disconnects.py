@@ -3,34 +3,18 @@
 
 from __future__ import annotations
 
-import datetime
 import json
 import socket
 import time
 import urllib.request
 
-from tests.support.inprocess import TEST_CREDENTIALS
 from tests.support.net import free_port
-from tests.support.proxy_process import ProxyProcess
-
-
-def static_env() -> dict[str, str]:
-    expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
-    return {
-        "AWS_ACCESS_KEY_ID": TEST_CREDENTIALS.access_key,
-        "AWS_SECRET_ACCESS_KEY": TEST_CREDENTIALS.secret_key,
-        "AWS_SESSION_TOKEN": TEST_CREDENTIALS.token or "",
-        "AWS_CREDENTIAL_EXPIRATION": expires.isoformat(timespec="seconds"),
-        "AWS_REGION": "us-west-2",
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",  # never reached
-        "AWS_CONFIG_FILE": "/dev/null",
-        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }
+from tests.support.proxy_process import ProxyProcess, static_credentials_env
 
 
 def test_a_client_leaving_mid_body_is_one_json_info_line() -> None:
-    process = ProxyProcess(static_env(), args=("--log-format", "json"))
+    process = ProxyProcess(static_credentials_env(f"http://127.0.0.1:{free_port()}"),  # never reached
+                           args=("--log-format", "json"))
     process.start()
     try:
         for _ in range(3):

@@ -4,7 +4,6 @@ flight, the drain-timeout cut-off, and the admin endpoint that stops a sidecar."
 from __future__ import annotations
 
 import asyncio
-import datetime
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -17,7 +16,7 @@ from aiohttp.test_utils import TestServer
 from tests.support import fault_upstream as fault
 from tests.support.fault_upstream import FaultUpstream
 from tests.support.inprocess import TEST_CREDENTIALS, proxy_for
-from tests.support.proxy_process import ProxyProcess
+from tests.support.proxy_process import ProxyProcess, static_credentials_env
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 IN_FLIGHT = 30
@@ -30,27 +29,12 @@ async def slow_upstream(aiohttp_server) -> tuple[FaultUpstream, TestServer]:  # 
     return upstream, await aiohttp_server(upstream.app())
 
 
-def process_env(server: TestServer) -> dict[str, str]:
-    expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
-    return {
-        "AWS_ACCESS_KEY_ID": TEST_CREDENTIALS.access_key,
-        "AWS_SECRET_ACCESS_KEY": TEST_CREDENTIALS.secret_key,
-        "AWS_SESSION_TOKEN": TEST_CREDENTIALS.token or "",
-        "AWS_CREDENTIAL_EXPIRATION": expires.isoformat(timespec="seconds"),
-        "AWS_REGION": "us-west-2",
-        "AWS_ENDPOINT_URL": str(server.make_url("")).rstrip("/"),
-        "AWS_CONFIG_FILE": "/dev/null",
-        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }
-
-
 @pytest.fixture
 async def started(slow_upstream, tmp_path: Path) -> AsyncIterator[ProxyProcess]:  # type: ignore[no-untyped-def]
     """`serve` with a 0.5 s drain delay and a 5 s drain timeout (override with a config file)."""
     config = tmp_path / "proxy.yaml"
     config.write_text(f"shutdown:\n  drain_delay_seconds: {DELAY}\n  drain_timeout_seconds: {TIMEOUT}\n")
-    process = ProxyProcess(process_env(slow_upstream[1]), args=("--drain-delay", str(DELAY)), config=config)
+    process = ProxyProcess(static_credentials_env(str(slow_upstream[1].make_url("")).rstrip("/")), args=("--drain-delay", str(DELAY)), config=config)
     await asyncio.to_thread(process.start)
     yield process
     await asyncio.to_thread(process.stop)
@@ -106,7 +90,7 @@ async def test_requests_still_running_at_the_drain_timeout_get_a_503(slow_upstre
     upstream.default = fault.gate(asyncio.Event())  # AWS never answers
     config = tmp_path / "proxy.yaml"
     config.write_text("shutdown:\n  drain_timeout_seconds: 0.3\n")
-    process = ProxyProcess(process_env(server), config=config)
+    process = ProxyProcess(static_credentials_env(str(server.make_url("")).rstrip("/")), config=config)
     await asyncio.to_thread(process.start)
     try:
         async with aiohttp.ClientSession() as session:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import fcntl
 import os
 import subprocess
@@ -10,6 +11,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from tests.support.inprocess import TEST_CREDENTIALS
 from tests.support.net import free_port, wait_for_http
 
 
@@ -76,3 +78,20 @@ class ProxyProcess:
     def output(self) -> str:
         self._output.seek(0)
         return self._output.read()
+
+
+def static_credentials_env(upstream_url: str) -> dict[str, str]:
+    """A process environment with the test's static session credentials (valid for an hour)
+    and nothing of the machine's AWS configuration, sending to `upstream_url`."""
+    expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
+    return {
+        "AWS_ACCESS_KEY_ID": TEST_CREDENTIALS.access_key,
+        "AWS_SECRET_ACCESS_KEY": TEST_CREDENTIALS.secret_key,
+        "AWS_SESSION_TOKEN": TEST_CREDENTIALS.token or "",
+        "AWS_CREDENTIAL_EXPIRATION": expires.isoformat(timespec="seconds"),
+        "AWS_REGION": "us-west-2",
+        "AWS_ENDPOINT_URL": upstream_url,
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
