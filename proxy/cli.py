@@ -57,7 +57,7 @@ examples:
   ivs-proxy serve                                  # loopback, region from AWS_REGION
   ivs-proxy serve --config config/sidecar.yaml --log-format console
   ivs-proxy serve --config config/gateway.yaml     # shared gateway (needs auth:)
-  ivs-proxy serve --workers auto                   # one worker process per CPU (README: workers)
+  ivs-proxy serve --workers auto                   # one worker process per CPU (docs/operating.md: workers)
   AWS_ENDPOINT_URL=http://127.0.0.1:5000 ivs-proxy serve --region us-west-2""",
     "routes": """examples:
   ivs-proxy routes

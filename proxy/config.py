@@ -45,7 +45,7 @@ def _positive(section: str, config: Any, *names: str) -> None:
 
 @dataclass(frozen=True)
 class LimitsConfig:
-    """What one caller may hold (README.md, "Resilience": overload, slow clients)."""
+    """What one caller may hold (docs/resilience.md: overload, slow clients)."""
 
     max_body_bytes: int = 1 * MIB
     # Requests handled at once; beyond it they queue, then get 503 + Retry-After.
@@ -95,7 +95,7 @@ class UpstreamConfig:
 
 @dataclass(frozen=True)
 class RetriesConfig:
-    """Retries of failed upstream attempts (proxy/aws/retries.py, README.md, "Resilience")."""
+    """Retries of failed upstream attempts (proxy/aws/retries.py, docs/resilience.md)."""
 
     max_attempts: int = 3  # 1 (or 0): no retries
     backoff_base_seconds: float = 0.05
@@ -114,7 +114,7 @@ class RetriesConfig:
 
 @dataclass(frozen=True)
 class ShutdownConfig:
-    """The drain on SIGTERM (README.md, "Resilience"); proxy/defaults.py derives the manifests' timings."""
+    """The drain on SIGTERM (docs/resilience.md); proxy/defaults.py derives the manifests' timings."""
 
     drain_delay_seconds: float = 5.0
     drain_timeout_seconds: float = 20.0
@@ -366,7 +366,7 @@ class ProxyConfig:
     policy: PolicyConfig = PolicyConfig()
     rate_limits: RateLimitsConfig = RateLimitsConfig()
     redis: RedisConfig = RedisConfig()
-    # Processes serving `listen` (README.md, "Operating it"): 1, N, or "auto" (the CPUs this
+    # Processes serving `listen` (docs/operating.md): 1, N, or "auto" (the CPUs this
     # process may use). Kept as given; `proxy/serve/workers.py` resolves "auto" when serving.
     workers: int | str = 1
 

@@ -21,7 +21,7 @@ LIVENESS_PATH = "/healthz"
 READINESS_PATH = "/readyz"
 METRICS_PATH = "/metrics"
 
-# Graceful drain, on SIGTERM (proxy/serve/drain.py, README.md, "Resilience"): /readyz turns 503 and the
+# Graceful drain, on SIGTERM (proxy/serve/drain.py, docs/resilience.md): /readyz turns 503 and the
 # data listener keeps accepting for DRAIN_DELAY_SECONDS, long enough for endpoint
 # controllers, kube-proxy and load balancers to stop sending; then requests in flight get
 # up to DRAIN_TIMEOUT_SECONDS (no less than upstream.total_timeout_seconds, so that a request

@@ -78,7 +78,7 @@ def is_idempotent(operation_name: str) -> bool:
 
 
 def non_idempotent(operations: Iterable[Operation]) -> list[str]:
-    """`service:Name` of every non-idempotent operation, sorted (README.md, "Resilience" lists them)."""
+    """`service:Name` of every non-idempotent operation, sorted (docs/resilience.md lists them)."""
     return sorted({f"{op.service.name}:{op.name}" for op in operations if not is_idempotent(op.name)})
 
 

@@ -1,6 +1,6 @@
 """Graceful drain: the requests in flight, the stop requests, and the cut-off.
 
-The sequence (`listener.drain_and_close` runs it; README.md, "Resilience" has the timings):
+The sequence (`listener.drain_and_close` runs it; docs/resilience.md has the timings):
 
 1. A stop request (SIGTERM, SIGINT, `POST /quitquitquit`): `/readyz` answers 503 at
    once, the data listener keeps accepting for `drain_delay_seconds` so that load

@@ -30,13 +30,13 @@ from tests.support.moto import MotoServer, SessionCredentials
 from tests.support.proxy_process import ProxyProcess
 
 REGIONS = ("us-west-2", "eu-west-1")
-README = Path(__file__).resolve().parents[2] / "README.md"
+REGIONS_DOC = Path(__file__).resolve().parents[2] / "docs" / "regions.md"
 DOC_URL = "http://127.0.0.1:8080"
 
 
 def multi_region_section() -> str:
-    """README "Pointing an app at it", part "Every region from one proxy"."""
-    return README.read_text().split("### Every region from one proxy", 1)[1].split("\n## ", 1)[0]
+    """docs/regions.md, "Every region from one proxy"."""
+    return REGIONS_DOC.read_text()
 
 
 def fenced(section: str, language: str = "") -> list[str]:
@@ -92,7 +92,7 @@ def test_one_proxy_creates_and_lists_channels_per_region(two_region_proxy: Proxy
     for name in ("ivs_proxy_requests", "ivs_proxy_upstream_duration_seconds"):
         regions = {s.labels["region"] for s in families[name].samples if s.labels.get("operation") == "CreateChannel"}
         assert regions == set(REGIONS), name
-    # as the README says
+    # as docs/regions.md says
     assert "`ivs_proxy_requests_total` and `ivs_proxy_upstream_duration_seconds`" in " ".join(
         multi_region_section().split())
 
@@ -185,6 +185,6 @@ async def test_the_readmes_boto3_client_reaches_the_region_it_names(aiohttp_serv
     url = str((await aiohttp_server(proxy.data_app)).make_url("")).rstrip("/")
     [snippet] = fenced(multi_region_section(), "python")
     scope: dict[str, object] = {"boto3": boto3, "unsigned": Config(signature_version=UNSIGNED)}
-    exec(snippet.replace(DOC_URL, url), scope)  # noqa: S102 (the README's own code)
+    exec(snippet.replace(DOC_URL, url), scope)  # noqa: S102 (the doc's own code)
     await asyncio.to_thread(scope["eu_stages"].list_stages)  # type: ignore[attr-defined]
     assert [(r.service, r.region, r.raw_path) for r in upstream.received] == [("ivs", "eu-west-1", "/ListStages")]

@@ -1,4 +1,4 @@
-"""Slow bodies cannot lock ordinary callers out (README "Overload and slow or hostile callers").
+"""Slow bodies cannot lock ordinary callers out (docs/resilience.md, "Overload and slow or hostile callers").
 
 Against the real `serve` process with its default limits, as a sidecar and as a gateway (where
 the slow connections are one team's and the ordinary callers another's): 300 connections send

@@ -51,7 +51,7 @@ VIDEO = Team("video-team", "GWVIDEOTEAM000000001", "video-internal-secret-012345
 CHAT = Team("chat-team", "GWCHATTEAM0000000001", "chat-internal-secret-0123456789", "chat-token-ZyXwVu9876543210")
 TEAMS = (VIDEO, CHAT)
 
-#: The worked example of the README's "Shared gateway" section: video may only PutMetadata on its own
+#: The worked example of docs/running-a-gateway.md's "Shared gateway" section: video may only PutMetadata on its own
 #: channels; chat reads channels and runs its rooms, never touching video's channels.
 POLICY: dict[str, Any] = {
     "video-team": {"Statement": [

@@ -542,7 +542,7 @@ async def test_the_gateway_answers_its_example_callers_as_the_readme_says(  # ty
     proxy = gateway_with_files(mounted_config_text(objs, deployment), files, tmp_path, str(server.make_url("")).rstrip("/"))
     client = await aiohttp_client(proxy.data_app)
     json_body = {"Content-Type": "application/json"}
-    # README "Run it as a gateway", step 5: curl with chat-team's bearer token; and without.
+    # docs/running-a-gateway.md, step 5: curl with chat-team's bearer token; and without.
     curl = {**json_body, "Accept": "*/*", "User-Agent": "curl/8.11.1", "Authorization": f"Bearer {chat_token}"}
     assert (await client.post("/ListChannels", data=b"{}", headers=curl)).status == 200
     assert (await client.post("/ListChannels", data=b"{}", headers=json_body)).status == 401
@@ -598,6 +598,6 @@ def test_compose_serves_on_the_hosts_loopback_only() -> None:
 
 def test_deploy_docs_have_the_three_paths() -> None:
     # That the files they name exist: tests/unit/test_docs.py, for every doc.
-    text = (REPO / "README.md").read_text() + (REPO / "docs" / "deploy.md").read_text()
+    text = "".join((REPO / "docs" / name).read_text() for name in ("sidecar.md", "running-a-gateway.md", "laptop.md"))
     for heading in ("## Run it as a sidecar", "## Run it as a gateway", "## Use it on your laptop"):
         assert heading in text

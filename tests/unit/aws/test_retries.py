@@ -28,7 +28,7 @@ from proxy.config import UpstreamConfig
 from proxy.errors import DeadlinePassed, UpstreamTimeout, UpstreamUnreachable
 from proxy.model.catalog import Catalog
 
-DOC = Path(__file__).resolve().parents[3] / "README.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "resilience.md"
 NOW = 1_800_000_000.0
 
 
