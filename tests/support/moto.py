@@ -27,6 +27,16 @@ ROLE_ACTIONS = [
     "ivs:ListChannels",
     "ivs:UpdateChannel",
     "ivs:DeleteChannel",
+    # The proxy's own calls: KMS-held token signing keys, the SQS queue of IVS events.
+    "kms:Sign",
+    "kms:GetPublicKey",
+    "kms:DescribeKey",
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:DeleteMessageBatch",
+    "sqs:ChangeMessageVisibility",
+    "sqs:GetQueueUrl",
+    "sqs:GetQueueAttributes",
 ]
 
 
@@ -91,7 +101,7 @@ class MotoServer:
         iam.put_user_policy(
             UserName="admin",
             PolicyName="admin",
-            PolicyDocument=_policy(["iam:*", "sts:*", "ivs:*"]),
+            PolicyDocument=_policy(["iam:*", "sts:*", "ivs:*", "kms:*", "sqs:*", "events:*"]),
         )
         trust = {
             "Version": "2012-10-17",
