@@ -7,7 +7,7 @@ import contextlib
 import difflib
 import os
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import botocore.session
 from aiohttp import web
@@ -23,6 +23,7 @@ from proxy.aws.upstream import Upstream
 from proxy.config import ProxyConfig, check_exposure, config_warnings
 from proxy.errors import ConfigError
 from proxy.gateway.auth import Authenticator
+from proxy.gateway.own_access import OwnAccess, OwnOperation, known_actions
 from proxy.gateway.wiring import build_gateway
 from proxy.model.catalog import Catalog
 from proxy.model.headers import HeaderOptions, HeaderPolicy
@@ -39,6 +40,7 @@ from proxy.pipeline import (
 )
 from proxy.policy import PolicySet
 from proxy.serve.limits import Admission, BodyReads, CallerShares
+from proxy.serve.own_routes import OwnHandler
 from proxy.serve.server import ProxyState, create_admin_app, create_data_app
 from proxy.serve.tls import peer_certificate, server_context
 from proxy.startup import return_freed_memory
@@ -52,6 +54,7 @@ class Proxy:
     data_app: web.Application
     admin_app: web.Application
     authenticator: Authenticator | None = None  # gateway mode (docs/gateway.md)
+    own_access: OwnAccess = field(default_factory=OwnAccess)  # who may call the proxy's own operations
 
 
 def allowed_regions(config: ProxyConfig) -> dict[str, frozenset[str]]:
@@ -102,7 +105,7 @@ def check_config(config: ProxyConfig, env: Mapping[str, str]) -> CheckedConfig:
         raise ConfigError(key, f"{region!r} is not a region botocore lists for {', '.join(config.services)}"
                           f"{_did_you_mean(region, offered)}")
     if config.policy.callers:  # refuses misspelt actions, with a "did you mean"
-        PolicySet(config.policy.callers, {op.iam_action for op in Catalog.load(config.services).operations})
+        PolicySet(config.policy.callers, known_actions(op.iam_action for op in Catalog.load(config.services).operations))
     warnings = config_warnings(config)
     if region is None:
         warnings.append(("region", NO_REGION_WARNING))
@@ -171,13 +174,16 @@ def build_proxy(
         body_read_shares=CallerShares(limits.max_body_reads, limits.max_share_per_caller, "body-read slots"),
         admission=Admission(limits.max_inflight_requests, limits.max_queued_requests, limits.queue_timeout_seconds),
     )
-    data_app = create_data_app(state)
+    # The proxy's own operations this config turns on (proxy/gateway/own_access.py).
+    own_routes: list[tuple[OwnOperation, OwnHandler]] = []
+    data_app = create_data_app(state, own_routes, gateway.own_access)
     # First, so that refused long-lived keys stop start-up before anything else opens.
     data_app.cleanup_ctx.insert(0, _credential_refresh(credentials))
     data_app.cleanup_ctx.extend(gateway.contexts)
     if gateway.needs_peer_certificate:
         data_app.middlewares.append(peer_certificate)
-    proxy = Proxy(config, catalog, state, data_app, create_admin_app(state), gateway.authenticator)
+    proxy = Proxy(config, catalog, state, data_app, create_admin_app(state), gateway.authenticator,
+                  gateway.own_access)
     return_freed_memory()
     return proxy
 

@@ -28,6 +28,7 @@ with quick_imports():  # ~80 ms less start-up: see proxy/startup.py
     from proxy.config import ProxyConfig, load_config
     from proxy.dev.devmode import add_dev_command, run_dev
     from proxy.errors import ConfigError
+    from proxy.gateway.own_access import known_actions
     from proxy.model.catalog import SERVICE_MOUNTS, Catalog
     from proxy.observe.logs import configure_logging
     from proxy.policy import PolicySet
@@ -215,9 +216,10 @@ def whoami(config: ProxyConfig) -> int:
 def policy_check(config: ProxyConfig, caller: str, action: str, resources: list[str],
                  region: str | None = None) -> int:
     """Print the decision, resource by resource, and the statement behind each; 0 allow, 1 deny."""
-    known = {op.iam_action for op in Catalog.load(config.services).operations}
+    known = known_actions(op.iam_action for op in Catalog.load(config.services).operations)
     if action.lower() not in {name.lower() for name in known}:
-        raise ConfigError("--action", f"{action!r} is no IAM action of a served operation{_near(action, known)}")
+        raise ConfigError("--action", f"{action!r} is no IAM action of a served operation nor an ivs-proxy "
+                          f"action{_near(action, known)}")
     # As the proxy chooses: the ARNs' region first (arn:aws:ivs:<region>:...), then the default.
     arn_regions = [parts[3] for parts in (r.split(":", 5) for r in resources) if len(parts) > 4 and parts[3]]
     region = region or next(iter(arn_regions), None) or config.region

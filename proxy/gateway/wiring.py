@@ -21,6 +21,7 @@ from proxy.config import ProxyConfig, SigV4Config
 from proxy.errors import ConfigError
 from proxy.gateway.audit import AuditLog
 from proxy.gateway.auth import Authenticator, BearerTokens, CertificateIdentities
+from proxy.gateway.own_access import SIDECAR_CALLER, OwnAccess, known_actions
 from proxy.gateway.ratelimit import LocalBuckets, RateLimiter, RateLimits
 from proxy.gateway.replay import ReplayWindow
 from proxy.gateway.shared_state import SharedState
@@ -39,10 +40,6 @@ from proxy.policy import PolicySet
 
 log = structlog.get_logger("ivs_proxy")
 
-#: The caller name of every request in sidecar mode without authentication, so that a
-#: sidecar can narrow what its app may do with `policy.callers.app`.
-SIDECAR_CALLER = "app"
-
 #: A cleanup context for the data application: runs while it serves. It is handed the
 #: application and needs nothing of it, so this package stays free of aiohttp.web.
 AppContext = Callable[[object], AsyncIterator[None]]
@@ -57,6 +54,7 @@ class Gateway:
     needs_peer_certificate: bool = False  # mTLS: serve/tls.py hands each request its certificate
     authenticator: Authenticator | None = None
     policy: PolicySet | None = None
+    own_access: OwnAccess = field(default_factory=OwnAccess)  # the proxy's own operations
     shared: SharedState | None = field(default=None, repr=False)
 
 
@@ -73,7 +71,7 @@ def build_gateway(config: ProxyConfig, env: Mapping[str, str], catalog: Catalog,
     verifier = SigV4Verifier(internal_keys(auth.sigv4, env), auth.sigv4.max_skew_seconds, clock) if auth.sigv4.keys else None
     authenticator = Authenticator(bearer=bearer, certificates=certificates, sigv4=verifier, anonymous=SIDECAR_CALLER)
     shared = SharedState(config.redis, metrics) if config.redis.url else None
-    policy = PolicySet(config.policy.callers, {op.iam_action for op in catalog.operations}) if enforce_policy else None
+    policy = PolicySet(config.policy.callers, known_actions(op.iam_action for op in catalog.operations)) if enforce_policy else None
     admission: list[AdmissionStage] = []
     body: tuple[Stage, ...] = ()
     if verifier is not None:
@@ -92,6 +90,7 @@ def build_gateway(config: ProxyConfig, env: Mapping[str, str], catalog: Catalog,
         head=(Authenticate(authenticator, audit),), body=body, admission=tuple(admission), contexts=tuple(contexts),
         needs_peer_certificate=bool(config.tls.client_ca_file),
         authenticator=authenticator, policy=policy, shared=shared,
+        own_access=OwnAccess(authenticator if auth.configured else None, verifier, policy, audit),
     )
 
 

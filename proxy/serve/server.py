@@ -18,7 +18,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -40,11 +40,13 @@ from proxy.errors import (
     SlowBody,
     UpstreamError,
 )
+from proxy.gateway.own_access import OWN_SERVICE, OwnAccess, OwnOperation
 from proxy.observe.logs import ACCESS_LOG
 from proxy.observe.metrics import NO_REGION, UNKNOWN, Metrics
 from proxy.pipeline import Exchange, IncomingRequest, Pipeline
 from proxy.serve.drain import Drain
 from proxy.serve.limits import Admission, BodyReads, CallerShares
+from proxy.serve.own_routes import OWN_CALL, OwnCall, OwnHandler, own_route
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -230,14 +232,19 @@ def record_request(request: web.Request, response: web.StreamResponse, seconds: 
     children = state.metric_children
     exchange: Exchange | None = request.get(EXCHANGE)
     route = exchange.route if exchange is not None else None
+    own: OwnCall | None = request.get(OWN_CALL)
     if route is not None:
         service, operation = route.operation.service.name, route.operation.name
+    elif own is not None:
+        service, operation = OWN_SERVICE, own.operation.name
     else:
         service = operation = UNKNOWN
     error: ProxyError | None = request.get(ERROR)
     status = response.status
     # Only a region the chooser accepted (a fixed, configured set), never what a caller sent.
     region = exchange.region if exchange is not None and exchange.region else NO_REGION
+    if own is not None and own.region:
+        region = own.region
     answered, duration = children.answered(service, operation, region, status)
     answered.inc()
     duration.observe(seconds)
@@ -252,6 +259,10 @@ def record_request(request: web.Request, response: web.StreamResponse, seconds: 
         line["region"] = exchange.region or None
         line["bytes_in"] = len(exchange.request.body)
         _record_exchange(exchange, children, state.metrics, line)
+    elif own is not None:
+        line["caller"] = own.caller.name if own.caller is not None else None
+        line["region"] = own.region
+        line.update(own.fields)
     if isinstance(error, UpstreamError):
         state.metrics.upstream_errors.labels(error.kind).inc()
         line["upstream_error"] = error.kind
@@ -457,6 +468,10 @@ def holder_of(request: web.Request, exchange: Exchange) -> str:
     knows it from the headers), else the client's address."""
     if exchange.caller is not None:
         return f"caller:{exchange.caller.name}"
+    return address_of(request)
+
+
+def address_of(request: web.Request) -> str:
     peer = request.transport.get_extra_info("peername") if request.transport is not None else None
     return f"address:{peer[0]}" if peer else "address:unknown"
 
@@ -518,9 +533,21 @@ async def relay(request: web.Request, upstream: UpstreamResponse) -> web.StreamR
     return response
 
 
-def create_data_app(state: ProxyState) -> web.Application:
+def create_data_app(state: ProxyState, own_routes: Sequence[tuple[OwnOperation, OwnHandler]] = (),
+                    own_access: OwnAccess | None = None) -> web.Application:
+    """The data port. `own_routes` are the proxy's own operations that this config turns on
+    (proxy/serve/own_routes.py); every other path goes to the IVS request path."""
     app = web.Application(middlewares=[observe, proxy_errors, guard], client_max_size=state.max_body_bytes)
     app[STATE] = state
+
+    async def read_own_body(request: web.Request) -> bytes:
+        pace = BodyPace(state.body_timeout_seconds, state.body_grace_seconds, state.body_min_rate)
+        return await read_body(request, state.max_body_bytes, pace=pace, reads=state.body_reads,
+                               metrics=state.metrics, shares=(state.body_read_shares, address_of(request)))
+
+    for operation, handler in own_routes:  # before the catch-all, which would claim their paths
+        app.router.add_route(operation.method, operation.path,
+                             own_route(operation, own_access or OwnAccess(), handler, read_own_body))
     # (?s): a path with an encoded newline ("%0A") must reach the catalog too, not aiohttp's
     # plain-text 404.
     app.router.add_route("*", "/{tail:(?s:.*)}", handle_proxy)

@@ -257,7 +257,7 @@ def test_policy_check_refuses_an_unknown_caller_or_action_with_a_suggestion(
     err = capsys.readouterr().err
     assert "--caller: 'video-teem' is not in policy.callers; did you mean video-team?" in err
     assert main([*base, "--caller", "video-team", "--action", "ivs:GetChanel"]) == 2
-    assert "--action: 'ivs:GetChanel' is no IAM action of a served operation; did you mean ivs:GetChannel?" in (
+    assert "--action: 'ivs:GetChanel' is no IAM action of a served operation nor an ivs-proxy action; did you mean ivs:GetChannel?" in (
         capsys.readouterr().err)
     assert main([*base, "--caller", "video-team", "--action", "ivs:GetChannel", "--region", "us-wset-2"]) == 2
     assert "did you mean us-west-2?" in capsys.readouterr().err

@@ -28,7 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # who is calling: the vocabulary and checks that the request path carries
     ("proxy.gateway", "proxy.gateway.identity", "proxy.gateway.sigv4_callers", "proxy.gateway.auth",
      "proxy.gateway.audit", "proxy.gateway.shared_state", "proxy.gateway.replay",
-     "proxy.gateway.ratelimit"),
+     "proxy.gateway.ratelimit", "proxy.gateway.own_access"),
     ("proxy.pipeline",),
     # the gateway's stages plug into the pipeline, so they sit above it
     ("proxy.gateway.stages", "proxy.gateway.wiring"),
