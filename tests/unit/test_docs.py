@@ -10,17 +10,27 @@ tests/unit/aws/test_retries.py, the deploy walk-throughs in tests/unit/test_depl
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
+import importlib.util
 import io
+import os
 import re
 import shlex
+import subprocess
+import sys
 import tempfile
+import typing
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
 from proxy.cli import _parser as cli_parser
+from proxy.config import ProxyConfig
 from proxy.observe.metrics import Metrics, SupervisorMetrics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -204,3 +214,87 @@ def test_every_aws_cli_command_a_doc_shows_names_its_region(doc: Path) -> None:
         and not any(a.startswith(("AWS_REGION=", "AWS_DEFAULT_REGION=")) for a in assignments)
     ]
     assert regionless == []
+
+
+# --- The documentation site (mkdocs.yml) ------------------------------------------------
+
+def test_the_site_builds_strictly(tmp_path: Path) -> None:
+    """`mkdocs build --strict`: a broken link or anchor, or a page missing from the nav or from
+    docs/, fails (mkdocs.yml's `validation`). Offline: Material's search is the only plugin."""
+    built = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
+    assert built.returncode == 0, built.stderr
+    assert (tmp_path / "site" / "troubleshooting" / "index.html").exists()
+
+
+def test_every_page_in_docs_is_in_the_nav_once() -> None:
+    nav = yaml.safe_load((REPO / "mkdocs.yml").read_text())["nav"]
+
+    def pages(entries: list[Any]) -> Iterator[str]:
+        for entry in entries:
+            for value in entry.values():
+                yield from pages(value) if isinstance(value, list) else [value]
+
+    listed = list(pages(nav))
+    assert sorted(listed) == sorted(p.name for p in (REPO / "docs").glob("*.md"))
+
+
+# --- docs/configuration.md, from config/reference.yaml -----------------------------------
+
+@functools.cache
+def config_reference() -> Any:
+    """scripts/config_reference.py (scripts/ is no package)."""
+    spec = importlib.util.spec_from_file_location("config_reference", REPO / "scripts" / "config_reference.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses resolve their annotations there
+    spec.loader.exec_module(module)
+    return module
+
+
+def loader_keys(cls: type, prefix: str = "") -> Iterator[tuple[str, type | None]]:
+    """Every dotted key `load_config` accepts, with the dataclass of a list's items (a
+    `rate_limits.rules` entry) where there is one."""
+    hints = typing.get_type_hints(cls)
+    for field_ in dataclasses.fields(cls):
+        hint, key = hints[field_.name], prefix + field_.name
+        if dataclasses.is_dataclass(hint):
+            yield from loader_keys(typing.cast(type, hint), key + ".")
+            continue
+        item = typing.get_args(hint)[0] if typing.get_origin(hint) is tuple else None
+        yield key, item if dataclasses.is_dataclass(item) else None
+
+
+def test_the_configuration_page_is_generated_from_the_reference_file() -> None:
+    assert config_reference().main(["--check"]) == 0, "run: python scripts/config_reference.py"
+
+
+def test_the_reference_file_names_every_key_the_loader_accepts_and_no_other() -> None:
+    documented = {key.path: key for key in config_reference().parse((REPO / "config/reference.yaml").read_text()).keys()
+                  if key.default is not None}
+    accepted = dict(loader_keys(ProxyConfig))
+    assert sorted(documented) == sorted(accepted)
+    for key, item in accepted.items():
+        if item is not None:  # list entries: every field in the commented example
+            example = "\n".join(documented[key].examples)
+            missing = [f.name for f in dataclasses.fields(item) if not re.search(rf"\b{f.name}:", example)]
+            assert missing == [], key
+
+
+def test_every_config_key_a_doc_names_exists() -> None:
+    """A dotted key in backticks (`limits.max_body_bytes`, `shutdown.*`) is one the loader accepts."""
+    accepted = set(dict(loader_keys(ProxyConfig)))
+    sections = {key.split(".")[0] for key in accepted if "." in key}
+    unknown = []
+    for doc in DOCS:
+        for key in re.findall(r"`([a-z_0-9]+(?:\.[a-z_0-9*]+)+)(?::[^`]*)?`", doc.read_text()):
+            if key.split(".")[0] not in sections or re.search(r"\.(py|ya?ml|md|json)$", key):
+                continue  # a file name (`policy.py`), a module (`proxy.cli`)
+            if key.endswith(".*") and any(a.startswith(key[:-1]) for a in accepted):
+                continue
+            if key not in accepted and not any(a.startswith(key + ".") for a in accepted):
+                unknown.append(f"{doc.relative_to(REPO)}: {key}")
+    assert unknown == []
