@@ -56,7 +56,7 @@ class Reference:
     intro: list[str]
     sections: list[Section]
 
-    def keys(self) -> list[Key]:
+    def all_keys(self) -> list[Key]:
         return [key for section in self.sections for block in section.blocks for key in block.keys]
 
 
