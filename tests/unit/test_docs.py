@@ -15,6 +15,7 @@ import functools
 import importlib.util
 import io
 import os
+import pkgutil
 import re
 import shlex
 import subprocess
@@ -29,8 +30,10 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
+import proxy
 from proxy.cli import _parser as cli_parser
 from proxy.config import ProxyConfig
+from proxy.errors import ProxyError
 from proxy.observe.metrics import Metrics, SupervisorMetrics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -298,3 +301,28 @@ def test_every_config_key_a_doc_names_exists() -> None:
             if key not in accepted and not any(a.startswith(key + ".") for a in accepted):
                 unknown.append(f"{doc.relative_to(REPO)}: {key}")
     assert unknown == []
+
+
+# --- docs/troubleshooting.md --------------------------------------------------------------
+
+def proxy_error_classes() -> list[type[ProxyError]]:
+    """Every ProxyError subclass in the package (proxy/errors.py and those beside their
+    stage: gateway/identity.py, policy.py, ...), every module imported first."""
+    for module in pkgutil.walk_packages(proxy.__path__, "proxy."):
+        importlib.import_module(module.name)
+    found, pending = [], [ProxyError]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending += cls.__subclasses__()
+    return found
+
+
+def test_the_troubleshooting_page_names_every_error_the_proxy_answers_with() -> None:
+    page = (REPO / "docs" / "troubleshooting.md").read_text()
+    classes = proxy_error_classes()
+    assert len(classes) > 20  # the walk found the gateway's and the policy's errors too
+    answered = [cls for cls in classes if cls.reason != ProxyError.reason]  # not the bases (UpstreamError)
+    missing = sorted({f"{cls.__name__}: {name}" for cls in answered
+                      for name in (cls.error_type, cls.reason) if f"`{name}`" not in page})
+    assert missing == []
