@@ -102,13 +102,19 @@ def parse(text: str) -> Reference:
 
 
 CODE_SPAN = re.compile(r"(`[^`]*`)")
+DOC_PAGE = re.compile(r"\bdocs/([\w-]+\.md(?:#[\w-]+)?)")
 
 
 def escape(text: str) -> str:
-    """Prose as Markdown text: `<SAN URI>` is no HTML tag and `ivs:Get*, ivschat:*` no emphasis."""
+    """Prose as Markdown text: `<SAN URI>` is no HTML tag and `ivs:Get*, ivschat:*` no emphasis;
+    a page named as `docs/resilience.md#retries` becomes a link (the strict build checks it)."""
     parts = CODE_SPAN.split(text)
-    return "".join(part if i % 2 else part.replace("<", "&lt;").replace("*", "\\*")
-                   for i, part in enumerate(parts))
+    return "".join(part if i % 2 else markdown_text(part) for i, part in enumerate(parts))
+
+
+def markdown_text(text: str) -> str:
+    text = text.replace("<", "&lt;").replace("*", "\\*")
+    return DOC_PAGE.sub(lambda page: f"[{page[0]}]({page[1]})", text)
 
 
 def prose_markdown(lines: list[str]) -> list[str]:
@@ -150,7 +156,8 @@ def render(reference: Reference) -> str:
     for section in reference.sections:
         if section.part != part:
             part = section.part
-            out += [f"## {part}", ""]
+            title, _, aside = part.partition(" (")  # "Shared gateway (the reference: docs/gateway.md)"
+            out += [f"## {title}", ""] + ([escape(aside.rstrip(")").capitalize()) + ".", ""] if aside else [])
         level = "###" if part else "##"
         out += [f"{level} `{section.name}`", ""]
         for block in section.blocks:

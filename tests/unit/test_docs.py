@@ -326,3 +326,22 @@ def test_the_troubleshooting_page_names_every_error_the_proxy_answers_with() -> 
     missing = sorted({f"{cls.__name__}: {name}" for cls in answered
                       for name in (cls.error_type, cls.reason) if f"`{name}`" not in page})
     assert missing == []
+
+
+# --- What the code, configs and manifests say about the docs -----------------------------
+
+POINTERS = [*sorted(REPO.glob("config/*.yaml")), *sorted(REPO.glob("deploy/**/*.yaml")),
+            *sorted(REPO.glob("proxy/**/*.py")), *sorted(REPO.glob("scripts/*.py")),
+            REPO / "Dockerfile", REPO / "Makefile"]
+
+
+@pytest.mark.parametrize("source", POINTERS, ids=[str(p.relative_to(REPO)) for p in POINTERS])
+def test_every_doc_a_file_points_to_has_that_heading(source: Path) -> None:
+    """`docs/resilience.md#retries` in a config comment, a manifest or a docstring is a page
+    with that heading: a reader sent there finds what was promised."""
+    broken = [
+        page + anchor
+        for page, anchor in re.findall(r"\b(docs/[\w-]+\.md)(#[\w-]+)?", source.read_text())
+        if not (REPO / page).exists() or (anchor and anchor[1:] not in anchors(REPO / page))
+    ]
+    assert broken == []
