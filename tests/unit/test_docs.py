@@ -345,3 +345,22 @@ def test_every_doc_a_file_points_to_has_that_heading(source: Path) -> None:
         if not (REPO / page).exists() or (anchor and anchor[1:] not in anchors(REPO / page))
     ]
     assert broken == []
+
+
+def metrics_table_row(metric: str) -> str:
+    rows = [line for line in (REPO / "docs" / "operating.md").read_text().splitlines()
+            if line.startswith(f"| `{metric}")]
+    assert len(rows) == 1, metric
+    return rows[0]
+
+
+def test_the_upstream_error_kinds_are_listed_once_as_the_code_emits_them() -> None:
+    """One list, the metrics table's; it names exactly the `kind=` values proxy/ can raise."""
+    emitted = {kind for source in REPO.glob("proxy/**/*.py")
+               for kind in re.findall(r"\bkind=\"(\w+)\"", source.read_text())}
+    assert {"connect", "timeout"} <= emitted
+    listed = set(re.findall(r"`(\w+)` \(", metrics_table_row("ivs_proxy_upstream_errors_total{kind}")))
+    assert listed == emitted
+    elsewhere = [str(doc.relative_to(REPO)) for doc in DOCS if doc.name != "operating.md"
+                 and re.search(r"ivs_proxy_upstream_errors_total\{kind\}` counts `", doc.read_text())]
+    assert elsewhere == []  # others link to the table rather than keep a second list
