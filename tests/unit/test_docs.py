@@ -34,6 +34,7 @@ import proxy
 from proxy.cli import _parser as cli_parser
 from proxy.config import ProxyConfig
 from proxy.errors import ProxyError
+from proxy.model.input_errors import unknown_member
 from proxy.observe.metrics import Metrics, SupervisorMetrics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -364,3 +365,44 @@ def test_the_upstream_error_kinds_are_listed_once_as_the_code_emits_them() -> No
     elsewhere = [str(doc.relative_to(REPO)) for doc in DOCS if doc.name != "operating.md"
                  and re.search(r"ivs_proxy_upstream_errors_total\{kind\}` counts `", doc.read_text())]
     assert elsewhere == []  # others link to the table rather than keep a second list
+
+
+def gateway_service() -> tuple[str, str, set[int]]:
+    """The gateway Service's name, the namespace its kustomization is applied in, its ports."""
+    base = REPO / "deploy" / "kubernetes" / "gateway" / "base"
+    service = yaml.safe_load((base / "service.yaml").read_text())
+    namespaces = set(re.findall(r"kubectl apply -n (\S+) -k deploy/kubernetes/gateway",
+                                (base / "kustomization.yaml").read_text()))
+    assert len(namespaces) == 1
+    return service["metadata"]["name"], namespaces.pop(), {port["port"] for port in service["spec"]["ports"]}
+
+
+CLUSTER_URL = re.compile(r"\bhttps?://([a-z0-9-]+)\.([a-z0-9-]+)\.svc(?:\.cluster\.local)?(?::(\d+))?")
+
+
+@pytest.mark.parametrize("doc", [*DOCS, *POINTERS], ids=[str(p.relative_to(REPO)) for p in [*DOCS, *POINTERS]])
+def test_every_in_cluster_gateway_url_is_the_service_the_manifests_create(doc: Path) -> None:
+    name, namespace, ports = gateway_service()
+    wrong = [match[0] for match in CLUSTER_URL.finditer(doc.read_text())
+             if (match[1], match[2]) != (name, namespace) or not match[3] or int(match[3]) not in ports]
+    assert wrong == []
+
+
+def test_the_readme_names_the_gateway_url() -> None:
+    name, namespace, _ = gateway_service()
+    assert f"http://{name}.{namespace}.svc.cluster.local:8080" in (REPO / "README.md").read_text()
+
+
+def test_what_the_checks_page_promises_for_an_unknown_member_is_what_the_proxy_says() -> None:
+    """A near miss gets "did you mean"; anything else the list of valid members."""
+    names = ("name", "latencyMode", "type", "authorized")
+    near = unknown_member("CreateChannel", names, {}, "Name", "").message
+    far = unknown_member("CreateChannel", names, {}, "colour", "").message
+    assert near.endswith("did you mean `name`?")
+    assert far.endswith("valid members: `name`, `latencyMode`, `type`, `authorized`")
+    row = next(line for line in (REPO / "docs" / "checks.md").read_text().splitlines() if "unknown members" in line)
+    assert '"did you mean `name`?"' in row and "the list of valid members" in row
+
+
+def test_the_readme_stays_a_five_minute_read() -> None:
+    assert len((REPO / "README.md").read_text().splitlines()) <= 200
