@@ -32,8 +32,8 @@ from prometheus_client.metrics import MetricWrapperBase
 
 import proxy
 from proxy.cli import _parser as cli_parser
-from proxy.config import ProxyConfig
-from proxy.errors import ProxyError
+from proxy.config import ProxyConfig, load_config
+from proxy.errors import ConfigError, ProxyError
 from proxy.model.input_errors import unknown_member
 from proxy.observe.metrics import Metrics, SupervisorMetrics
 
@@ -406,3 +406,32 @@ def test_what_the_checks_page_promises_for_an_unknown_member_is_what_the_proxy_s
 
 def test_the_readme_stays_a_five_minute_read() -> None:
     assert len((REPO / "README.md").read_text().splitlines()) <= 200
+
+
+def config_blocks(markdown: str) -> Iterator[str]:
+    """The ```yaml blocks of a doc that are ivs-proxy configs: mappings of config keys only
+    (not Kubernetes objects, not ~/.aws/config)."""
+    top_level = {field_.name for field_ in dataclasses.fields(ProxyConfig)}
+    for block in re.findall(r"^```ya?ml\n(.*?)^```", markdown, re.MULTILINE | re.DOTALL):
+        for document in block.split("\n---\n"):
+            loaded = yaml.safe_load(document)
+            if isinstance(loaded, dict) and loaded and set(loaded) <= top_level:
+                yield document
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=doc_ids())
+def test_every_config_a_doc_shows_loads(doc: Path, tmp_path: Path) -> None:
+    refused = []
+    for i, block in enumerate(config_blocks(doc.read_text())):
+        path = tmp_path / f"{i}.yaml"
+        path.write_text(block)
+        try:
+            load_config(path)
+        except ConfigError as exc:
+            refused.append(str(exc))
+    assert refused == []
+
+
+def test_the_config_block_finder_finds_configs() -> None:
+    found = [block for doc in DOCS for block in config_blocks(doc.read_text())]
+    assert len(found) >= 4  # credentials.md's sidecar config and credentials:, the gateway's policy
