@@ -21,6 +21,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import tokenize
 import typing
 from collections.abc import Iterator
 from pathlib import Path
@@ -435,3 +436,76 @@ def test_every_config_a_doc_shows_loads(doc: Path, tmp_path: Path) -> None:
 def test_the_config_block_finder_finds_configs() -> None:
     found = [block for doc in DOCS for block in config_blocks(doc.read_text())]
     assert len(found) >= 4  # credentials.md's sidecar config and credentials:, the gateway's policy
+
+
+def message_templates() -> list[list[str]]:
+    """Every string literal in proxy/, adjacent literals joined as Python joins them, split at
+    its f-string placeholders: `f"no {service} operation at {shown}"` -> ["no ", " operation at ", ""]."""
+    templates = []
+    for source in sorted(REPO.glob("proxy/**/*.py")):
+        joined: list[str] = []
+        previous = None
+        with source.open("rb") as file:
+            for token in tokenize.tokenize(file.readline):
+                if token.type == tokenize.STRING:
+                    body = re.sub(r"^[rRbBuUfF]*(\"\"\"|'''|\"|')", "", token.string)[:-1].rstrip("\"'")
+                    if previous == tokenize.STRING:
+                        joined[-1] += body
+                    else:
+                        joined.append(body)
+                if token.type not in (tokenize.NL, tokenize.COMMENT):
+                    previous = token.type
+        templates += [re.split(r"\{[^{}]*\}", text.replace("\\'", "'")) for text in joined]
+    return templates
+
+
+def starts_like(literals: list[str], shown: str) -> bool:
+    """`shown` (a message as a doc quotes it, cut short) could be how the template's output
+    starts, a good part of it the template's own words rather than its placeholders' values."""
+    if not shown.startswith(literals[0]) and not literals[0].startswith(shown):
+        return False
+    position = worded = min(len(literals[0]), len(shown))
+    for index, literal in enumerate(literals[1:], 2):  # a placeholder's value, then the literal
+        if not literal and index < len(literals):
+            continue  # two placeholders side by side
+        found = shown.find(literal, position) if literal else len(shown)
+        if found == -1:  # `shown` stops in the placeholder (a value, no prose) or in the literal
+            cuts = [cut for cut in range(position, len(shown) + 1) if literal.startswith(shown[cut:])
+                    and (shown[cut:] or " " not in shown[position:cut])]
+            if not cuts:
+                return False
+            worded += len(shown) - cuts[0]
+            break
+        worded += len(literal)
+        position = found + len(literal)
+    return worded >= max(8, len(shown) / 3)
+
+
+def test_the_message_finder_matches_templates() -> None:
+    template = ["no ", " operation at ", "; paths are case-sensitive: did you mean ", "?"]
+    assert starts_like(template, "no ivs operation at /createchannel; paths are case-sensitive: did you mean /C")
+    assert not starts_like(template, "no ivs operation here")
+    assert not starts_like(["", ""], "anything at all")  # f"{message}" says nothing itself
+
+
+CONFIG_ERROR = "ivs-proxy: configuration error: "
+# Words of argparse and of the OS (a port taken), which the proxy passes on.
+NOT_OURS = ("ivs-proxy: error: unrecognized arguments", "ivs-proxy: error while attempting to bind")
+
+
+def test_every_message_the_troubleshooting_page_quotes_is_one_the_proxy_can_say() -> None:
+    templates = message_templates()
+    unknown = []
+    for row in (REPO / "docs" / "troubleshooting.md").read_text().splitlines():
+        cells = re.split(r"(?<!\\)\|", row)
+        if not row.startswith("| ") or len(cells) < 4 or set(cells[1].strip()) <= set("-"):
+            continue
+        for double, single in re.findall(r"``\s?(.+?)\s?``|`([^`]+)`", cells[2]):
+            shown = (double or single).split("…")[0].removeprefix("ivs-proxy refused the request: ")
+            if shown.startswith(NOT_OURS):
+                continue
+            if shown.startswith(CONFIG_ERROR):  # "ivs-proxy: configuration error: FILE: key: reason"
+                shown = re.sub(r"^(FILE: )?[\w.\[\]]+: ", "", shown.removeprefix(CONFIG_ERROR))
+            if len(shown) > 12 and not any(starts_like(t, shown) for t in templates):
+                unknown.append(shown)
+    assert unknown == []
