@@ -1,40 +1,32 @@
 """The docs (README.md, docs/*.md, CHANGELOG.md) kept honest mechanically: every repository
 path they name exists and every link into a Markdown file lands on a heading; every
 `ivs_proxy_*` metric they name is exported, with the labels they give it; every
-`ivs-proxy ...` command line in a fenced block parses with the CLI's own parser.
+`ivs-proxy ...` command line in a fenced block parses with the CLI's own parser. And what
+the code, configs and manifests say about the docs: pointers into them land on a heading,
+in-cluster URLs are the Service the manifests create, single lists (upstream error kinds)
+match the code.
 
-Other doc checks live beside what they check: the retry rules' table in
-tests/unit/aws/test_retries.py, the deploy walk-throughs in tests/unit/test_deploy.py.
+The site and its generated or code-checked pages (configuration, troubleshooting):
+tests/unit/test_docs_pages.py. Other doc checks live beside what they check: the retry
+rules' table in tests/unit/aws/test_retries.py, the deploy walk-throughs in
+tests/unit/test_deploy.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import functools
-import importlib.util
 import io
-import os
-import pkgutil
 import re
 import shlex
-import subprocess
-import sys
 import tempfile
-import tokenize
-import typing
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
-import proxy
 from proxy.cli import _parser as cli_parser
-from proxy.config import ProxyConfig, load_config
-from proxy.errors import ConfigError, ProxyError
 from proxy.model.input_errors import unknown_member
 from proxy.observe.metrics import Metrics, SupervisorMetrics
 
@@ -221,115 +213,6 @@ def test_every_aws_cli_command_a_doc_shows_names_its_region(doc: Path) -> None:
     assert regionless == []
 
 
-# --- The documentation site (mkdocs.yml) ------------------------------------------------
-
-def test_the_site_builds_strictly(tmp_path: Path) -> None:
-    """`mkdocs build --strict`: a broken link or anchor, or a page missing from the nav or from
-    docs/, fails (mkdocs.yml's `validation`). Offline: Material's search is the only plugin."""
-    built = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
-        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
-        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
-    )
-    assert built.returncode == 0, built.stderr
-    assert (tmp_path / "site" / "troubleshooting" / "index.html").exists()
-
-
-def test_every_page_in_docs_is_in_the_nav_once() -> None:
-    nav = yaml.safe_load((REPO / "mkdocs.yml").read_text())["nav"]
-
-    def pages(entries: list[Any]) -> Iterator[str]:
-        for entry in entries:
-            for value in entry.values():
-                yield from pages(value) if isinstance(value, list) else [value]
-
-    listed = list(pages(nav))
-    assert sorted(listed) == sorted(p.name for p in (REPO / "docs").glob("*.md"))
-
-
-# --- docs/configuration.md, from config/reference.yaml -----------------------------------
-
-@functools.cache
-def config_reference() -> Any:
-    """scripts/config_reference.py (scripts/ is no package)."""
-    spec = importlib.util.spec_from_file_location("config_reference", REPO / "scripts" / "config_reference.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses resolve their annotations there
-    spec.loader.exec_module(module)
-    return module
-
-
-def loader_keys(cls: type, prefix: str = "") -> Iterator[tuple[str, type | None]]:
-    """Every dotted key `load_config` accepts, with the dataclass of a list's items (a
-    `rate_limits.rules` entry) where there is one."""
-    hints = typing.get_type_hints(cls)
-    for field_ in dataclasses.fields(cls):
-        hint, key = hints[field_.name], prefix + field_.name
-        if dataclasses.is_dataclass(hint):
-            yield from loader_keys(typing.cast(type, hint), key + ".")
-            continue
-        item = typing.get_args(hint)[0] if typing.get_origin(hint) is tuple else None
-        yield key, item if dataclasses.is_dataclass(item) else None
-
-
-def test_the_configuration_page_is_generated_from_the_reference_file() -> None:
-    assert config_reference().main(["--check"]) == 0, "run: python scripts/config_reference.py"
-
-
-def test_the_reference_file_names_every_key_the_loader_accepts_and_no_other() -> None:
-    documented = {key.path: key for key in config_reference().parse((REPO / "config/reference.yaml").read_text()).all_keys()
-                  if key.default is not None}
-    accepted = dict(loader_keys(ProxyConfig))
-    assert sorted(documented) == sorted(accepted)
-    for key, item in accepted.items():
-        if item is not None:  # list entries: every field in the commented example
-            example = "\n".join(documented[key].examples)
-            missing = [f.name for f in dataclasses.fields(item) if not re.search(rf"\b{f.name}:", example)]
-            assert missing == [], key
-
-
-def test_every_config_key_a_doc_names_exists() -> None:
-    """A dotted key in backticks (`limits.max_body_bytes`, `shutdown.*`) is one the loader accepts."""
-    accepted = set(dict(loader_keys(ProxyConfig)))
-    sections = {key.split(".")[0] for key in accepted if "." in key}
-    unknown = []
-    for doc in DOCS:
-        for key in re.findall(r"`([a-z_0-9]+(?:\.[a-z_0-9*]+)+)(?::[^`]*)?`", doc.read_text()):
-            if key.split(".")[0] not in sections or re.search(r"\.(py|ya?ml|md|json)$", key):
-                continue  # a file name (`policy.py`), a module (`proxy.cli`)
-            if key.endswith(".*") and any(a.startswith(key[:-1]) for a in accepted):
-                continue
-            if key not in accepted and not any(a.startswith(key + ".") for a in accepted):
-                unknown.append(f"{doc.relative_to(REPO)}: {key}")
-    assert unknown == []
-
-
-# --- docs/troubleshooting.md --------------------------------------------------------------
-
-def proxy_error_classes() -> list[type[ProxyError]]:
-    """Every ProxyError subclass in the package (proxy/errors.py and those beside their
-    stage: gateway/identity.py, policy.py, ...), every module imported first."""
-    for module in pkgutil.walk_packages(proxy.__path__, "proxy."):
-        importlib.import_module(module.name)
-    found, pending = [], [ProxyError]
-    while pending:
-        cls = pending.pop()
-        found.append(cls)
-        pending += cls.__subclasses__()
-    return found
-
-
-def test_the_troubleshooting_page_names_every_error_the_proxy_answers_with() -> None:
-    page = (REPO / "docs" / "troubleshooting.md").read_text()
-    classes = proxy_error_classes()
-    assert len(classes) > 20  # the walk found the gateway's and the policy's errors too
-    answered = [cls for cls in classes if cls.reason != ProxyError.reason]  # not the bases (UpstreamError)
-    missing = sorted({f"{cls.__name__}: {name}" for cls in answered
-                      for name in (cls.error_type, cls.reason) if f"`{name}`" not in page})
-    assert missing == []
-
-
 # --- What the code, configs and manifests say about the docs -----------------------------
 
 POINTERS = [*sorted(REPO.glob("config/*.yaml")), *sorted(REPO.glob("deploy/**/*.yaml")),
@@ -407,105 +290,3 @@ def test_what_the_checks_page_promises_for_an_unknown_member_is_what_the_proxy_s
 
 def test_the_readme_stays_a_five_minute_read() -> None:
     assert len((REPO / "README.md").read_text().splitlines()) <= 200
-
-
-def config_blocks(markdown: str) -> Iterator[str]:
-    """The ```yaml blocks of a doc that are ivs-proxy configs: mappings of config keys only
-    (not Kubernetes objects, not ~/.aws/config)."""
-    top_level = {field_.name for field_ in dataclasses.fields(ProxyConfig)}
-    for block in re.findall(r"^```ya?ml\n(.*?)^```", markdown, re.MULTILINE | re.DOTALL):
-        for document in block.split("\n---\n"):
-            loaded = yaml.safe_load(document)
-            if isinstance(loaded, dict) and loaded and set(loaded) <= top_level:
-                yield document
-
-
-@pytest.mark.parametrize("doc", DOCS, ids=doc_ids())
-def test_every_config_a_doc_shows_loads(doc: Path, tmp_path: Path) -> None:
-    refused = []
-    for i, block in enumerate(config_blocks(doc.read_text())):
-        path = tmp_path / f"{i}.yaml"
-        path.write_text(block)
-        try:
-            load_config(path)
-        except ConfigError as exc:
-            refused.append(str(exc))
-    assert refused == []
-
-
-def test_the_config_block_finder_finds_configs() -> None:
-    found = [block for doc in DOCS for block in config_blocks(doc.read_text())]
-    assert len(found) >= 4  # credentials.md's sidecar config and credentials:, the gateway's policy
-
-
-def message_templates() -> list[list[str]]:
-    """Every string literal in proxy/, adjacent literals joined as Python joins them, split at
-    its f-string placeholders: `f"no {service} operation at {shown}"` -> ["no ", " operation at ", ""]."""
-    templates = []
-    for source in sorted(REPO.glob("proxy/**/*.py")):
-        joined: list[str] = []
-        previous = None
-        with source.open("rb") as file:
-            for token in tokenize.tokenize(file.readline):
-                if token.type == tokenize.STRING:
-                    body = re.sub(r"^[rRbBuUfF]*(\"\"\"|'''|\"|')", "", token.string)[:-1].rstrip("\"'")
-                    if previous == tokenize.STRING:
-                        joined[-1] += body
-                    else:
-                        joined.append(body)
-                if token.type not in (tokenize.NL, tokenize.COMMENT):
-                    previous = token.type
-        templates += [re.split(r"\{[^{}]*\}", text.replace("\\'", "'")) for text in joined]
-    return templates
-
-
-def starts_like(literals: list[str], shown: str) -> bool:
-    """`shown` (a message as a doc quotes it, cut short) could be how the template's output
-    starts, a good part of it the template's own words rather than its placeholders' values."""
-    if not shown.startswith(literals[0]) and not literals[0].startswith(shown):
-        return False
-    position = worded = min(len(literals[0]), len(shown))
-    for index, literal in enumerate(literals[1:], 2):  # a placeholder's value, then the literal
-        if not literal and index < len(literals):
-            continue  # two placeholders side by side
-        found = shown.find(literal, position) if literal else len(shown)
-        if found == -1:  # `shown` stops in the placeholder (a value, no prose) or in the literal
-            cuts = [cut for cut in range(position, len(shown) + 1) if literal.startswith(shown[cut:])
-                    and (shown[cut:] or " " not in shown[position:cut])]
-            if not cuts:
-                return False
-            worded += len(shown) - cuts[0]
-            break
-        worded += len(literal)
-        position = found + len(literal)
-    return worded >= max(8, len(shown) / 3)
-
-
-def test_the_message_finder_matches_templates() -> None:
-    template = ["no ", " operation at ", "; paths are case-sensitive: did you mean ", "?"]
-    assert starts_like(template, "no ivs operation at /createchannel; paths are case-sensitive: did you mean /C")
-    assert not starts_like(template, "no ivs operation here")
-    assert not starts_like(["", ""], "anything at all")  # f"{message}" says nothing itself
-
-
-CONFIG_ERROR = "ivs-proxy: configuration error: "
-# Words of argparse and of the OS (a port taken), which the proxy passes on.
-NOT_OURS = ("ivs-proxy: error: unrecognized arguments", "ivs-proxy: error while attempting to bind")
-
-
-def test_every_message_the_troubleshooting_page_quotes_is_one_the_proxy_can_say() -> None:
-    templates = message_templates()
-    unknown = []
-    for row in (REPO / "docs" / "troubleshooting.md").read_text().splitlines():
-        cells = re.split(r"(?<!\\)\|", row)
-        if not row.startswith("| ") or len(cells) < 4 or set(cells[1].strip()) <= set("-"):
-            continue
-        for double, single in re.findall(r"``\s?(.+?)\s?``|`([^`]+)`", cells[2]):
-            shown = (double or single).split("…")[0].removeprefix("ivs-proxy refused the request: ")
-            if shown.startswith(NOT_OURS):
-                continue
-            if shown.startswith(CONFIG_ERROR):  # "ivs-proxy: configuration error: FILE: key: reason"
-                shown = re.sub(r"^(FILE: )?[\w.\[\]]+: ", "", shown.removeprefix(CONFIG_ERROR))
-            if len(shown) > 12 and not any(starts_like(t, shown) for t in templates):
-                unknown.append(shown)
-    assert unknown == []
