@@ -14,6 +14,7 @@ import importlib.util
 import os
 import pkgutil
 import re
+import shutil
 import subprocess
 import sys
 import tokenize
@@ -32,16 +33,31 @@ from tests.unit.test_docs import DOCS, REPO, doc_ids
 
 # --- The documentation site (mkdocs.yml) ------------------------------------------------
 
-def test_the_site_builds_strictly(tmp_path: Path) -> None:
-    """`mkdocs build --strict`: a broken link or anchor, or a page missing from the nav or from
-    docs/, fails (mkdocs.yml's `validation`). Offline: Material's search is the only plugin."""
-    built = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
-        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+def build_site(project: Path, site: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=project, capture_output=True, text=True, timeout=300, check=False,
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
+
+
+def test_the_site_builds_strictly(tmp_path: Path) -> None:
+    """`mkdocs build --strict`, offline: Material's search is the only plugin."""
+    built = build_site(REPO, tmp_path / "site")
     assert built.returncode == 0, built.stderr
     assert (tmp_path / "site" / "troubleshooting" / "index.html").exists()
+
+
+def test_the_strict_build_fails_on_a_broken_link_a_missing_anchor_and_a_page_left_out(tmp_path: Path) -> None:
+    """mkdocs.yml's `validation` makes each of these a warning, and --strict a failure."""
+    shutil.copytree(REPO / "docs", tmp_path / "docs")
+    shutil.copy(REPO / "mkdocs.yml", tmp_path)
+    with (tmp_path / "docs" / "index.md").open("a") as index:
+        index.write("\n[gone](gone.md) [no such heading](deploy.md#no-such-heading)\n")
+    (tmp_path / "docs" / "orphan.md").write_text("# Not in the nav\n")
+    built = build_site(tmp_path, tmp_path / "site")
+    assert built.returncode != 0
+    assert "gone.md" in built.stderr and "#no-such-heading" in built.stderr and "orphan.md" in built.stderr
 
 
 def test_every_page_in_docs_is_in_the_nav_once() -> None:
