@@ -191,7 +191,7 @@ class BearerConfig:
     """Bearer tokens: only their SHA-256 hex digests are configured, never the tokens."""
 
     tokens: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # caller -> digests
-    tokens_file: str | None = None  # "CALLER SHA256HEX" lines; re-read on SIGHUP
+    tokens_file: str | None = None  # YAML: caller -> digest or [digests]; re-read on SIGHUP
 
     def __post_init__(self) -> None:
         _check_callers(self.tokens, "auth.bearer.tokens")
