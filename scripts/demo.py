@@ -89,12 +89,15 @@ def unsigned_client(service: str, proxy_url: str):  # type: ignore[no-untyped-de
                         config=Config(signature_version=UNSIGNED, retries={"max_attempts": 1}))
 
 
-def sdk_samples(samples: Samples, proxy_url: str) -> None:
-    ivs, stages, chat = (unsigned_client(service, proxy_url) for service in SERVICES)
+PLACEHOLDER = "arn:aws:{service}:us-west-2:123456789012:{kind}/AbCdEfGhIjKl"
+
+
+def ivs_samples(samples: Samples, ivs: Any) -> str:
+    """Channels on moto; stream keys, metadata, tags and key pairs on the stand-in."""
     call = samples.call
     created = call("ivs", "CreateChannel name=demo", lambda: ivs.create_channel(name="demo", latencyMode="LOW"),
                    lambda r: r["channel"]["arn"])
-    arn = created["channel"]["arn"] if created else "arn:aws:ivs:us-west-2:123456789012:channel/AbCdEfGhIjKl"
+    arn = created["channel"]["arn"] if created else PLACEHOLDER.format(service="ivs", kind="channel")
     call("ivs", "GetChannel", lambda: ivs.get_channel(arn=arn), lambda r: f"latencyMode {r['channel']['latencyMode']}")
     call("ivs", "ListChannels", lambda: ivs.list_channels(), lambda r: f"{len(r['channels'])} channel(s)")
     call("ivs", "CreateStreamKey", lambda: ivs.create_stream_key(channelArn=arn), lambda r: r["streamKey"]["arn"])
@@ -106,29 +109,46 @@ def sdk_samples(samples: Samples, proxy_url: str) -> None:
     call("ivs", "ListPlaybackKeyPairs", lambda: ivs.list_playback_key_pairs(), lambda r: f"{len(r['keyPairs'])} pair(s)")
     if created:
         call("ivs", "DeleteChannel", lambda: ivs.delete_channel(arn=arn))
+    return arn
 
+
+def realtime_samples(samples: Samples, stages: Any) -> None:
+    call = samples.call
     stage = call("ivs-realtime", "CreateStage name=demo", lambda: stages.create_stage(name="demo"),
                  lambda r: r["stage"]["arn"])
-    stage_arn = stage["stage"]["arn"] if stage else "arn:aws:ivs:us-west-2:123456789012:stage/AbCdEfGhIjKl"
+    arn = stage["stage"]["arn"] if stage else PLACEHOLDER.format(service="ivs", kind="stage")
     call("ivs-realtime", "CreateParticipantToken userId=alice",
-         lambda: stages.create_participant_token(stageArn=stage_arn, userId="alice", capabilities=["PUBLISH"]),
+         lambda: stages.create_participant_token(stageArn=arn, userId="alice", capabilities=["PUBLISH"]),
          lambda r: f"token expires {r['participantToken']['expirationTime']:%H:%M} UTC")
     call("ivs-realtime", "ListStages", lambda: stages.list_stages(), lambda r: f"{len(r['stages'])} stage(s)")
-    call("ivs-realtime", "DeleteStage", lambda: stages.delete_stage(arn=stage_arn))
+    call("ivs-realtime", "DeleteStage", lambda: stages.delete_stage(arn=arn))
 
+
+def chat_samples(samples: Samples, chat: Any) -> None:
+    call = samples.call
     room = call("ivschat", "CreateRoom name=demo", lambda: chat.create_room(name="demo"), lambda r: r["arn"])
-    room_arn = room["arn"] if room else "arn:aws:ivschat:us-west-2:123456789012:room/AbCdEfGhIjKl"
+    arn = room["arn"] if room else PLACEHOLDER.format(service="ivschat", kind="room")
     call("ivschat", "CreateChatToken userId=alice",
-         lambda: chat.create_chat_token(roomIdentifier=room_arn, userId="alice", capabilities=["SEND_MESSAGE"]),
+         lambda: chat.create_chat_token(roomIdentifier=arn, userId="alice", capabilities=["SEND_MESSAGE"]),
          lambda r: f"token expires {r['tokenExpirationTime']:%H:%M} UTC")
     call("ivschat", "ListRooms", lambda: chat.list_rooms(), lambda r: f"{len(r['rooms'])} room(s)")
-    call("ivschat", "DeleteRoom", lambda: chat.delete_room(identifier=room_arn))
+    call("ivschat", "DeleteRoom", lambda: chat.delete_room(identifier=arn))
 
+
+def refusal_samples(samples: Samples, ivs: Any, channel_arn: str) -> None:
     print("Refusals (each must be refused, with this message):")
-    call("ivs", "CreateChannel latencyMode=FAST", lambda: ivs.create_channel(name="bad", latencyMode="FAST"),
-         refused="ValidationException")
-    call("ivs", "BatchGetChannel (not in the role's policy)",
-         lambda: ivs.batch_get_channel(arns=[arn]), refused="AccessDeniedException")
+    samples.call("ivs", "CreateChannel latencyMode=FAST", lambda: ivs.create_channel(name="bad", latencyMode="FAST"),
+                 refused="ValidationException")
+    samples.call("ivs", "BatchGetChannel (not in the role's policy)",
+                 lambda: ivs.batch_get_channel(arns=[channel_arn]), refused="AccessDeniedException")
+
+
+def sdk_samples(samples: Samples, proxy_url: str) -> None:
+    ivs, stages, chat = (unsigned_client(service, proxy_url) for service in SERVICES)
+    channel_arn = ivs_samples(samples, ivs)
+    realtime_samples(samples, stages)
+    chat_samples(samples, chat)
+    refusal_samples(samples, ivs, channel_arn)
 
 
 def readme_commands(proxy_url: str) -> list[tuple[str, str, list[str]]]:
@@ -179,7 +199,7 @@ def describe_upstreams(moto: MotoServer, standin: StandIn) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="The proxy in front of a local IVS upstream, and sample calls.")
     parser.add_argument("--once", action="store_true", help="exit after the sample calls, with their status")
     args = parser.parse_args()
 
@@ -196,7 +216,8 @@ def main() -> int:
         proxy.start()
         print(f"Proxy: {proxy.url} (admin {proxy.admin_url}), signing with an assumed role's session")
         print(f"       its log (one JSON object a line): {log}")
-        print("\nSample calls through the proxy (boto3, unsigned; the last column says who answered):")
+        print("\nSample calls through the proxy (boto3, unsigned), each with who answered it:"
+              " moto, the stand-in, or the proxy itself")
         samples = Samples(standin)
         sdk_samples(samples, proxy.url)
         command_samples(samples, proxy.url)
@@ -212,6 +233,9 @@ def main() -> int:
         signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
         signal.sigwait(stop_signals)
         return 0
+    except KeyboardInterrupt:  # Ctrl-C before the samples were done
+        print("\ndemo: interrupted")
+        return 130
     finally:
         if proxy.process is not None:
             proxy.stop()

@@ -28,6 +28,7 @@ import asyncio
 import datetime
 import json
 import re
+import signal
 import threading
 import urllib.parse
 import uuid
@@ -134,7 +135,7 @@ class StandIn:
         self.urls: dict[str, str] = {}
         self.answered: list[Answered] = []
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="stand-in", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name="stand-in", daemon=True)
         self._runners: list[web.AppRunner] = []
         self._client: aiohttp.ClientSession | None = None
 
@@ -153,6 +154,12 @@ class StandIn:
 
     def upstream_of(self, operation: str, service: str = "ivs") -> str:
         return "moto" if operation in MOTO_OPERATIONS.get(service, ()) else "stand-in"
+
+    def _serve(self) -> None:
+        # Ctrl-C and SIGTERM are the main thread's (the demo waits for them with sigwait);
+        # delivered here, they would go unnoticed.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        self._loop.run_forever()
 
     async def _start(self) -> None:
         self._client = aiohttp.ClientSession(auto_decompress=False)
