@@ -101,12 +101,14 @@ def ivs_samples(samples: Samples, ivs: Any) -> str:
     call("ivs", "GetChannel", lambda: ivs.get_channel(arn=arn), lambda r: f"latencyMode {r['channel']['latencyMode']}")
     call("ivs", "ListChannels", lambda: ivs.list_channels(), lambda r: f"{len(r['channels'])} channel(s)")
     call("ivs", "CreateStreamKey", lambda: ivs.create_stream_key(channelArn=arn), lambda r: r["streamKey"]["arn"])
-    call("ivs", "ListStreamKeys", lambda: ivs.list_stream_keys(channelArn=arn), lambda r: f"{len(r['streamKeys'])} key(s)")
+    call("ivs", "ListStreamKeys", lambda: ivs.list_stream_keys(channelArn=arn),
+         lambda r: f"{len(r['streamKeys'])} key(s)")
     call("ivs", "PutMetadata", lambda: ivs.put_metadata(channelArn=arn, metadata='{"score": "2-1"}'))
     call("ivs", "TagResource team=demo", lambda: ivs.tag_resource(resourceArn=arn, tags={"team": "demo"}))
     call("ivs", "ListTagsForResource", lambda: ivs.list_tags_for_resource(resourceArn=arn),
          lambda r: "tags " + ", ".join(r["tags"]))
-    call("ivs", "ListPlaybackKeyPairs", lambda: ivs.list_playback_key_pairs(), lambda r: f"{len(r['keyPairs'])} pair(s)")
+    call("ivs", "ListPlaybackKeyPairs", lambda: ivs.list_playback_key_pairs(),
+         lambda r: f"{len(r['keyPairs'])} pair(s)")
     if created:
         call("ivs", "DeleteChannel", lambda: ivs.delete_channel(arn=arn))
     return arn
@@ -153,13 +155,14 @@ def sdk_samples(samples: Samples, proxy_url: str) -> None:
 
 def readme_commands(proxy_url: str) -> list[tuple[str, str, list[str]]]:
     """The README's command-line examples, pointed at this proxy."""
+    unsigned = ["--region", REGION, "--no-sign-request", "--endpoint-url"]
     tags = "/tags/arn%3Aaws%3Aivs%3Aus-west-2%3A123456789012%3Achannel%2FAbCdEfGhIjKl"
+    json_post = ["-X", "POST", "-H", "Content-Type: application/json", "-d", "{}"]
     return [
-        ("ivs", "aws ivs list-channels", ["aws", "ivs", "list-channels", "--region", REGION, "--no-sign-request", "--endpoint-url", proxy_url]),
-        ("ivs-realtime", "aws ivs-realtime list-stages", ["aws", "ivs-realtime", "list-stages", "--region", REGION, "--no-sign-request",
-                          "--endpoint-url", proxy_url + "/ivs-realtime"]),
-        ("ivs", "curl POST /ListChannels", ["curl", "-s", "-X", "POST", proxy_url + "/ListChannels", "-H", "Content-Type: application/json",
-                 "-d", "{}"]),
+        ("ivs", "aws ivs list-channels", ["aws", "ivs", "list-channels", *unsigned, proxy_url]),
+        ("ivs-realtime", "aws ivs-realtime list-stages",
+         ["aws", "ivs-realtime", "list-stages", *unsigned, proxy_url + "/ivs-realtime"]),
+        ("ivs", "curl POST /ListChannels", ["curl", "-s", *json_post, proxy_url + "/ListChannels"]),
         ("ivs", "curl GET /tags/<channel ARN>", ["curl", "-s", proxy_url + tags]),
     ]
 

@@ -65,7 +65,9 @@ def problems(shape: Shape, value: Any, path: str) -> list[str]:
             found += problems(shape.key, key, f"{path} key") + problems(shape.value, item, f"{path}[{key}]")
     elif kind == "string" and not string_fits(shape, value):
         found.append(f"{path}: {value!r} does not fit {shape.name} {limits}")
-    elif kind in ("integer", "long", "float", "double") and not limits.get("min", -1e18) <= value <= limits.get("max", 1e18):
+    elif kind in ("integer", "long", "float", "double") and not (
+        limits.get("min", -1e18) <= value <= limits.get("max", 1e18)
+    ):
         found.append(f"{path}: {value} outside {limits}")
     return found
 
@@ -163,8 +165,9 @@ def signed_request(url: str, credentials: Credentials, service: str, at: datetim
     auth = SigV4Auth(credentials, service, REGION)
     signature = auth.signature(auth.string_to_sign(request, auth.canonical_request(request)), request)
     signed = auth.signed_headers(auth.headers_to_sign(request))
-    request.headers["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/"
-                                        f"{auth.credential_scope(request)}, SignedHeaders={signed}, Signature={signature}")
+    scope = f"{credentials.access_key}/{auth.credential_scope(request)}"
+    request.headers["Authorization"] = (
+        f"AWS4-HMAC-SHA256 Credential={scope}, SignedHeaders={signed}, Signature={signature}")
     return urllib.request.Request(url, data=b"{}", method="POST", headers=dict(request.headers.items()))
 
 

@@ -54,6 +54,9 @@ UPSTREAM_HEADER = "x-ivs-proxy-demo-upstream"
 CLOCK_SKEW = datetime.timedelta(minutes=15)
 _RELAYED_REQUEST_HEADERS_DROPPED = {"connection", "keep-alive", "transfer-encoding", "content-length"}
 _RELAYED_ANSWER_HEADERS = ("Content-Type", "x-amzn-RequestId", "x-amzn-ErrorType", "Retry-After")
+_EXPIRED = "Signature expired: the request's date is more than 15 minutes from the server's."
+_MISMATCH = ("The request signature we calculated does not match the signature you provided. Check your AWS "
+             "Secret Access Key and signing method. Consult the service documentation for details.")
 #: moto's XML IAM error codes, as IVS's rest-json error types.
 _XML_ERROR_TYPES = {
     "AccessDenied": "AccessDeniedException",
@@ -188,7 +191,8 @@ class StandIn:
             upstream = self.upstream_of(operation, service)
             try:
                 if found is None:
-                    raise Refused(404, "UnknownOperationException", f"no {service} operation at {request.method} {request.path}")
+                    raise Refused(404, "UnknownOperationException",
+                                  f"no {service} operation at {request.method} {request.path}")
                 if upstream == "moto":
                     response = await self._relay(request, body)
                 else:
@@ -213,20 +217,19 @@ class StandIn:
             raise Refused(403, "UnrecognizedClientException", "The security token included in the request is invalid.")
         signing_name = self._routes[service].model.signing_name
         if match["service"] != signing_name:
-            raise Refused(403, "InvalidSignatureException", f"Credential should be scoped to correct service: '{signing_name}'.")
+            raise Refused(403, "InvalidSignatureException",
+                          f"Credential should be scoped to correct service: '{signing_name}'.")
         if "host" not in match["signed"].split(";"):
             raise Refused(403, "InvalidSignatureException", "'Host' must be a 'SignedHeader' in the AWS Authorization.")
         try:
-            signed_at = datetime.datetime.strptime(headers.get("x-amz-date", ""), "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.UTC)
+            signed_at = datetime.datetime.strptime(headers.get("x-amz-date", ""), "%Y%m%dT%H%M%SZ")
         except ValueError:
             raise Refused(403, "IncompleteSignatureException", "Date must be in ISO-8601 'basic format'.") from None
-        if abs(datetime.datetime.now(datetime.UTC) - signed_at) > CLOCK_SKEW:
-            raise Refused(403, "InvalidSignatureException", "Signature expired: the request's date is more than 15 minutes from the server's.")
+        if abs(datetime.datetime.now(datetime.UTC) - signed_at.replace(tzinfo=datetime.UTC)) > CLOCK_SKEW:
+            raise Refused(403, "InvalidSignatureException", _EXPIRED)
         record = Received(request.method, request.raw_path, headers, body)
         if expected_signature(record, match, known[0]) != match["signature"]:
-            raise Refused(403, "InvalidSignatureException",
-                          "The request signature we calculated does not match the signature you provided. "
-                          "Check your AWS Secret Access Key and signing method. Consult the service documentation for details.")
+            raise Refused(403, "InvalidSignatureException", _MISMATCH)
 
     def _answer(self, operation: OperationModel, labels: Mapping[str, str], request: web.Request,
                 body: bytes) -> web.Response:

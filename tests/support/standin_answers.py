@@ -41,6 +41,7 @@ _HEADER_VALUES = {
     "X-Frame-Options": "DENY",
 }
 
+_PUBLIC_KEY = "-----BEGIN PUBLIC KEY-----\nMHYwEAYHKoZIzj0CAQYFK4EEACIDYgAE\n-----END PUBLIC KEY-----"
 #: Plausible numbers where the range alone would give a strange one (a 2-pixel video).
 _NUMBERS = {
     "Width": 1280, "Height": 720, "Framerate": 30.0, "Bitrate": 2_500_000,
@@ -179,9 +180,9 @@ class AnswerBuilder:
             "StreamKey": f"rt_{ACCOUNT}_{region}_{key}_{_resource_id(seed + 'sk', 30)}",
             "ParticipantTokenString": "eyJhbGciOiJLTVMiLCJ0eXAiOiJKV1QifQ." + _resource_id(seed + "token", 64),
             "ChatToken": "AQICAHg" + _resource_id(seed + "chat", 80),
-            "PlaybackKeyPairFingerprint": "0a:4c:" + ":".join(_resource_id(seed, 12).lower()[i:i + 2] for i in range(0, 12, 2)),
-            "PublicKeyFingerprint": "0a:4c:" + ":".join(_resource_id(seed, 12).lower()[i:i + 2] for i in range(0, 12, 2)),
-            "PublicKeyMaterial": "-----BEGIN PUBLIC KEY-----\nMHYwEAYHKoZIzj0CAQYFK4EEACIDYgAE\n-----END PUBLIC KEY-----",
+            "PlaybackKeyPairFingerprint": _fingerprint(seed),
+            "PublicKeyFingerprint": _fingerprint(seed),
+            "PublicKeyMaterial": _PUBLIC_KEY,
             "PlaybackRestrictionPolicyAllowedCountry": "US",
             "PlaybackRestrictionPolicyAllowedOrigin": "https://www.example.com",
             "LogGroupName": "/aws/ivschat/demo",
@@ -205,6 +206,11 @@ class AnswerBuilder:
         kind = re.search(r":([a-z][a-z-]+)/", pattern)
         resource = kind.group(1) if kind else "channel"
         return f"arn:aws:{service}:{self._region}:{ACCOUNT}:{resource}/{_resource_id(seed)}"
+
+
+def _fingerprint(seed: str) -> str:
+    hex_digits = f"{zlib.crc32(seed.encode()):08x}{zlib.crc32(seed[::-1].encode()):08x}"
+    return ":".join(hex_digits[i:i + 2] for i in range(0, 16, 2))
 
 
 def _plain_text(name: str, shape: Shape) -> str:
