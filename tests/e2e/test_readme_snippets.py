@@ -4,7 +4,7 @@ proxy's address and no AWS credentials anywhere in the environment:
 
 - python: the venv's Python;
 - js: node, with the AWS SDK v3 from tests/js (`make js-deps`);
-- go: gofmt parses it; then `go run`, when the Go toolchain can fetch aws-sdk-go-v2;
+- go: gofmt parses it and would not change it; then `go run`, when the Go toolchain can fetch aws-sdk-go-v2;
 - sh: each command line, with the venv's `aws` on PATH; a curl answer must be JSON and no error;
 - yaml: `ivs-proxy check-config` accepts it.
 
@@ -112,7 +112,7 @@ def run_go(code: str, workdir: Path) -> None:
         pytest.skip("the Go toolchain is not installed")
     (workdir / "main.go").write_text(code)
     parsed = run([str(Path(go).with_name("gofmt")), "-e", "-l", "main.go"], workdir)
-    assert parsed.returncode == 0, parsed.stderr
+    assert (parsed.returncode, parsed.stdout) == (0, ""), parsed.stderr  # parsed, and formatted as gofmt would
     run([go, "mod", "init", "readme-snippet"], workdir)
     fetched = run([go, "mod", "tidy"], workdir, timeout=300)
     if fetched.returncode != 0:
