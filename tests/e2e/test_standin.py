@@ -9,6 +9,7 @@ import json
 import tomllib
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,29 @@ OPERATIONS = [
 ]
 IDS = [f"{op.service_model.service_name}.{op.name}" for op in OPERATIONS]
 MOUNTS = {"ivs": "", "ivs-realtime": "/ivs-realtime", "ivschat": "/ivschat"}
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoServer]:
+    """This module's own moto: calling every operation leaves channels (some without a
+    name) that other modules' listings must not see."""
+    server = MotoServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def role_credentials(moto: MotoServer) -> SessionCredentials:
+    return moto.role_credentials()
+
+
+@pytest.fixture(scope="module")
+def standin(moto: MotoServer, role_credentials: SessionCredentials) -> Iterator[StandIn]:
+    server = StandIn(moto.url, {role_credentials.access_key: (role_credentials.secret_key, role_credentials.token)})
+    server.start()
+    yield server
+    server.stop()
 
 
 def example_params(operation: OperationModel) -> dict[str, Any]:
