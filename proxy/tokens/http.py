@@ -19,13 +19,15 @@ def token_routes(minter: Minter) -> list[tuple[OwnOperation, OwnHandler]]:
     """The own routes for the token kinds `minter` holds keys for."""
 
     async def playback(_: web.Request, own: OwnRequest) -> web.StreamResponse:
-        request = parse_playback(json_object(own.body))
+        with minter.counting_refusals("playback"):
+            request = parse_playback(json_object(own.body))
         own.call.region = request.channel_arn.split(":")[3]
         own.call.fields.update(resource=request.channel_arn, viewer_id=request.viewer_id)
         return json_response(await minter.playback(own.caller, request))
 
     async def participant(_: web.Request, own: OwnRequest) -> web.StreamResponse:
-        request = parse_participant(json_object(own.body))
+        with minter.counting_refusals("participant"):
+            request = parse_participant(json_object(own.body))
         own.call.region = request.stage_arn.split(":")[3]
         own.call.fields.update(resource=request.stage_arn, user_id=request.user_id)
         return json_response(await minter.participant(own.caller, request))

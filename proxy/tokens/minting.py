@@ -8,9 +8,10 @@ refused) mints nothing and is counted by kind and outcome.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,12 +109,18 @@ class Minter:
         """The answer to a MintParticipantToken request: token, participantId, expirationTime."""
         return await self._counted("participant", self._participant(caller, request))
 
-    async def _counted(self, kind: str, minting: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    @contextlib.contextmanager
+    def counting_refusals(self, kind: str) -> Iterator[None]:
+        """Count a ProxyError raised inside (reading the request, minting) by its status."""
         try:
-            answer = await minting
+            yield
         except ProxyError as error:
             self._metrics.tokens_minted.labels(kind, "refused" if error.status < 500 else "failed").inc()
             raise
+
+    async def _counted(self, kind: str, minting: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+        with self.counting_refusals(kind):
+            answer = await minting
         self._metrics.tokens_minted.labels(kind, "minted").inc()
         return answer
 
