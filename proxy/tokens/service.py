@@ -6,7 +6,7 @@ but an `Upstream` of their own: a slow KMS must not hold the hot path's connecti
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 
 import structlog
@@ -25,7 +25,7 @@ from proxy.tokens.minting import Minter, ResourceCache
 log = structlog.get_logger("ivs_proxy")
 
 #: As proxy/gateway/wiring.py: an app context that needs nothing of the application.
-AppContext = Callable[[object], AsyncIterator[None]]
+AppContext = Callable[[object], AsyncGenerator[None, None]]
 
 
 def minting_served(config: ProxyConfig) -> bool:
@@ -75,7 +75,7 @@ def build_token_service(config: ProxyConfig, env: Mapping[str, str], *, endpoint
                                  tokens.stage_cache_seconds)
     service = TokenService(Minter(tokens, ring, access, metrics, stages=stages, channels=channels), upstream)
 
-    async def own_upstream_and_checked_keys(_: object) -> AsyncIterator[None]:
+    async def own_upstream_and_checked_keys(_: object) -> AsyncGenerator[None, None]:
         await upstream.start()
         try:
             await ring.check()  # ConfigError: exit 2, before the listener takes traffic

@@ -74,7 +74,10 @@ class IvsLookups:
 
         async def handle(request: web.Request) -> web.Response:
             received = await self.recording.record(request)
-            arn = json.loads(received.body or b"{}").get("arn", "")
+            try:
+                arn = json.loads(received.body).get("arn", "")
+            except ValueError:  # not an IVS call (the proxy's STS identity lookup at start-up)
+                arn = ""
             answer = {"/GetStage": stage_answer, "/GetChannel": channel_answer}.get(request.path)
             if answer is None or arn in self.missing:
                 return web.json_response({"message": "not found"}, status=404,

@@ -38,7 +38,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("proxy.serve.",),
     ("proxy.tokens.http",),  # the mint operations' handlers, on serve/own_routes.py
     ("proxy.app",),
-    ("proxy.dev.",),
+    ("proxy.dev.", "proxy.tokens.command"),
     ("proxy.cli",),
 )
 
