@@ -32,9 +32,9 @@ OPERATOR = Caller("operator", "cli")
 EXAMPLES = """exit codes: 0 minted (JSON on stdout), 1 refused or failed, 2 bad flag or config
 
 examples:
-  ivs-proxy token playback --config config/tokens.yaml \\
+  ivs-proxy token playback --config gateway.yaml \\
       --channel-arn arn:aws:ivs:us-west-2:123456789012:channel/AbCdEfGhIjKl --viewer-id viewer-42
-  ivs-proxy token participant --config config/tokens.yaml \\
+  ivs-proxy token participant --config gateway.yaml \\
       --stage-arn arn:aws:ivs:us-west-2:123456789012:stage/abcdABCDefgh --user-id alice --capability SUBSCRIBE"""
 
 
