@@ -15,6 +15,7 @@ import yaml
 from proxy.cli import _parser, main
 from proxy.dev.devmode import plan
 from proxy.errors import ConfigError
+from proxy.observe.logs import configure_logging
 from tests.support.inprocess import TEST_CREDENTIALS
 from tests.support.net import free_port
 from tests.support.proxy_process import static_credentials_env
@@ -32,6 +33,12 @@ from tests.support.tokens import (
 CHANNEL = f"arn:aws:ivs:{REGION}:{ACCOUNT}:channel/AbCdEfGhIjKl"
 STAGE = f"arn:aws:ivs:{REGION}:{ACCOUNT}:stage/abcdABCDefgh"
 IVS_PROXY = str(Path(sys.executable).with_name("ivs-proxy"))
+
+
+@pytest.fixture(autouse=True)
+def default_logging():  # type: ignore[no-untyped-def]
+    yield
+    configure_logging()  # `token` logs to the stderr capsys replaced, which closes after the test
 
 
 @pytest.fixture
