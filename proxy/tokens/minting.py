@@ -19,7 +19,7 @@ import structlog
 
 from proxy.aws.json_api import AwsCallFailed, AwsRestJsonClient
 from proxy.config import TokenCaps, TokensConfig
-from proxy.errors import ProxyError, UpstreamError
+from proxy.errors import ProxyError
 from proxy.gateway.audit import AUDIT_LOGGER
 from proxy.gateway.identity import Caller
 from proxy.gateway.own_access import OwnAccess, own_operation
@@ -35,6 +35,9 @@ PLAYBACK = own_operation("MintPlaybackToken")
 PARTICIPANT = own_operation("MintParticipantToken")
 #: Cached GetStage / GetChannel answers, at most this many (the oldest go first).
 CACHE_ENTRIES = 1024
+#: GetChannel only adds the playback URL to an answer that is complete without it: a slow
+#: IVS must not hold a token back for the whole upstream timeout.
+PLAYBACK_URL_TIMEOUT_SECONDS = 2.0
 
 
 class ResourceNotFound(ProxyError):
@@ -52,10 +55,11 @@ class LookupFailed(ProxyError):
 class ResourceCache:
     """Answers of one Get* operation by ARN, each kept at most `max_age` seconds."""
 
-    def __init__(self, client: AwsRestJsonClient, operation: str, max_age: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, client: AwsRestJsonClient, operation: str, max_age: float, *,
+                 timeout: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self._client = client
         self._operation = operation
+        self._timeout = timeout
         self._max_age = max_age
         self._clock = clock
         self._entries: dict[str, tuple[float, dict[str, Any]]] = {}
@@ -66,7 +70,8 @@ class ResourceCache:
         if cached is not None and now - cached[0] < self._max_age:
             return cached[1]
         try:
-            answer = await self._client.call(self._operation, {"arn": arn}, region=arn.split(":")[3])
+            answer = await self._client.call(self._operation, {"arn": arn}, region=arn.split(":")[3],
+                                             timeout=self._timeout)
         except AwsCallFailed as exc:
             if exc.code in ("ResourceNotFoundException", "NotFoundException"):
                 raise ResourceNotFound(f"{self._client.service} {self._operation}: {arn} does not exist") from None
@@ -178,7 +183,7 @@ class Minter:
             return None
         try:
             url = (await self._channels.get(arn)).get("channel", {}).get("playbackUrl")
-        except (ProxyError, UpstreamError) as exc:
+        except ProxyError as exc:  # unreachable, refused (no ivs:GetChannel), not found: mint without it
             log.warning("playback_url_unknown", channel=arn, reason=exc.reason)
             return None
         return url if isinstance(url, str) and url.startswith("https://") else None

@@ -20,7 +20,7 @@ from proxy.errors import ConfigError
 from proxy.gateway.own_access import OwnAccess
 from proxy.observe.metrics import Metrics
 from proxy.tokens.keys import KeyRing, KmsKey, PemKey, SigningKey, kms_region
-from proxy.tokens.minting import Minter, ResourceCache
+from proxy.tokens.minting import PLAYBACK_URL_TIMEOUT_SECONDS, Minter, ResourceCache
 
 log = structlog.get_logger("ivs_proxy")
 
@@ -72,7 +72,7 @@ def build_token_service(config: ProxyConfig, env: Mapping[str, str], *, endpoint
                                tokens.stage_cache_seconds)
     if "ivs" in config.services:
         channels = ResourceCache(AwsRestJsonClient("ivs", endpoints, credentials, upstream), "GetChannel",
-                                 tokens.stage_cache_seconds)
+                                 tokens.stage_cache_seconds, timeout=PLAYBACK_URL_TIMEOUT_SECONDS)
     service = TokenService(Minter(tokens, ring, access, metrics, stages=stages, channels=channels), upstream)
 
     async def own_upstream_and_checked_keys(_: object) -> AsyncGenerator[None, None]:

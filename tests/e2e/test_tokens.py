@@ -5,10 +5,12 @@ HTTP client and a bearer token, every token verified by PyJWT with KMS's public 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -198,3 +200,36 @@ def test_the_kms_public_half_must_be_the_imported_key(moto: MotoServer, role_cre
     config = gateway_config(tmp_path, playback, participant, other_pem)  # playback key checked against another key
     result = serve_until_exit(config, moto, role_credentials)
     assert result.returncode == 2 and "not the key in public_key_file" in result.stderr, result.stderr
+
+
+async def test_sighup_rereads_a_rotated_key_file(lookups, role_credentials: SessionCredentials,  # type: ignore[no-untyped-def]
+                                                 tmp_path: Path) -> None:
+    from tests.support.tokens import key_files
+
+    old, new = key_files(tmp_path, "old"), key_files(tmp_path, "new")
+    mounted = tmp_path / "mounted.pem"
+    mounted.write_bytes(old.private.read_bytes())
+    config = tmp_path / "sidecar.yaml"
+    config.write_text(yaml.safe_dump({"tokens": {"sidecar_minting": True, "keys": [
+        {"arn": PLAYBACK_KEY_ARN, "private_key_file": str(mounted)}]}}))
+    env = {**role_credentials.env(), "AWS_REGION": REGION, "AWS_ENDPOINT_URL": lookups[1]}
+    process = ProxyProcess(env, config=config)
+    process.start()
+    try:
+        url = f"{process.url}/_ivs-proxy/tokens/playback"
+        status, first = await post(url, {"channelArn": CHANNEL}, token=None)
+        assert status == 200
+        verified(first["token"], old.public_pem)
+        mounted.write_bytes(new.private.read_bytes())  # the secret was rotated
+        assert process.process is not None
+        process.process.send_signal(signal.SIGHUP)
+        for _ in range(100):  # bounded: the reload is logged once done
+            if "token_keys_reloaded" in process.output():
+                break
+            await asyncio.sleep(0.05)
+        status, second = await post(url, {"channelArn": CHANNEL}, token=None)
+        assert status == 200
+        verified(second["token"], new.public_pem)
+    finally:
+        output = process.stop()
+    assert "token_keys_reloaded" in output and first["token"] not in output
