@@ -42,6 +42,9 @@ class TokenSigningUnavailable(ProxyError):
     error_type = "ServiceUnavailableException"
     reason = "token_signing_unavailable"
 
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": "1"})
+
 
 class SigningKey(Protocol):
     config: TokenKey

@@ -164,7 +164,7 @@ async def test_kms_unavailable_is_a_503_and_mints_nothing(gateway, moto: MotoSer
     finally:
         iam.delete_role_policy(RoleName="ivs-proxy", PolicyName="no-kms-sign")
     assert status == 503 and error["reason"] == "token_signing_unavailable" and "token" not in error
-    assert "KMS did not sign" in error["message"]
+    assert "KMS did not sign the token (AccessDenied" in error["message"]
     metrics = await scrape(process.admin_url)
     assert 'ivs_proxy_tokens_minted_total{kind="playback",outcome="failed"} 1.0' in metrics
     assert 'outcome="minted"' not in metrics
