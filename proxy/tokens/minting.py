@@ -56,31 +56,48 @@ class ResourceCache:
     """Answers of one Get* operation by ARN, each kept at most `max_age` seconds."""
 
     def __init__(self, client: AwsRestJsonClient, operation: str, max_age: float, *,
-                 timeout: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 timeout: float | None = None, remember_failures: bool = False,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._client = client
         self._operation = operation
         self._timeout = timeout
         self._max_age = max_age
+        # For a lookup whose answer is optional: a role without the permission is asked once
+        # per max_age, not once per token (and logged as often).
+        self._remember_failures = remember_failures
         self._clock = clock
-        self._entries: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._entries: dict[str, tuple[float, dict[str, Any] | ProxyError]] = {}
 
     async def get(self, arn: str) -> dict[str, Any]:
         now = self._clock()
         cached = self._entries.get(arn)
         if cached is not None and now - cached[0] < self._max_age:
+            if isinstance(cached[1], ProxyError):
+                raise cached[1]
             return cached[1]
         try:
-            answer = await self._client.call(self._operation, {"arn": arn}, region=arn.split(":")[3],
-                                             timeout=self._timeout)
+            answer: dict[str, Any] | ProxyError = await self._client.call(
+                self._operation, {"arn": arn}, region=arn.split(":")[3], timeout=self._timeout)
         except AwsCallFailed as exc:
-            if exc.code in ("ResourceNotFoundException", "NotFoundException"):
-                raise ResourceNotFound(f"{self._client.service} {self._operation}: {arn} does not exist") from None
-            raise LookupFailed(f"{self._client.service} refused {self._operation} for {arn} ({exc.code})") from None
+            answer = self._refusal(arn, exc)
+        except ProxyError as exc:
+            answer = exc
+        if not isinstance(answer, ProxyError) or self._remember_failures:
+            self._remember(arn, now, answer)
+        if isinstance(answer, ProxyError):
+            raise answer
+        return answer
+
+    def _refusal(self, arn: str, exc: AwsCallFailed) -> ProxyError:
+        if exc.code in ("ResourceNotFoundException", "NotFoundException"):
+            return ResourceNotFound(f"{self._client.service} {self._operation}: {arn} does not exist")
+        return LookupFailed(f"{self._client.service} refused {self._operation} for {arn} ({exc.code})")
+
+    def _remember(self, arn: str, now: float, answer: dict[str, Any] | ProxyError) -> None:
         self._entries.pop(arn, None)
         self._entries[arn] = (now, answer)
         while len(self._entries) > CACHE_ENTRIES:
             del self._entries[next(iter(self._entries))]
-        return answer
 
 
 @dataclass(frozen=True, slots=True)

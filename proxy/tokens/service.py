@@ -72,7 +72,8 @@ def build_token_service(config: ProxyConfig, env: Mapping[str, str], *, endpoint
                                tokens.stage_cache_seconds)
     if "ivs" in config.services:
         channels = ResourceCache(AwsRestJsonClient("ivs", endpoints, credentials, upstream), "GetChannel",
-                                 tokens.stage_cache_seconds, timeout=PLAYBACK_URL_TIMEOUT_SECONDS)
+                                 tokens.stage_cache_seconds, timeout=PLAYBACK_URL_TIMEOUT_SECONDS,
+                                 remember_failures=True)
     service = TokenService(Minter(tokens, ring, access, metrics, stages=stages, channels=channels), upstream)
 
     async def own_upstream_and_checked_keys(_: object) -> AsyncGenerator[None, None]:

@@ -241,3 +241,15 @@ def test_wrong_keys_stop_start_up(lookups, keys, tmp_path) -> None:  # type: ign
     with pytest.raises(ConfigError, match="not an unencrypted PEM private key") as refused:
         gateway_for(lookups[1], gateway_settings(tokens=section))
     assert "BEGIN" not in str(refused.value)
+
+
+async def test_without_the_channel_lookup_the_token_comes_without_a_url_and_it_is_asked_once(gateway, keys,  # type: ignore[no-untyped-def]
+                                                                                           lookups) -> None:
+    client, _, _ = gateway
+    lookups[0].missing.add(channel("VideoBackup01"))
+    for _ in range(2):
+        answer = await client.post(PLAYBACK, json={"channelArn": channel("VideoBackup01")}, headers=AS_VIDEO)
+        minted = await answer.json()
+        assert answer.status == 200 and "playbackUrl" not in minted
+        verified(minted["token"], keys[0].public_pem)
+    assert lookups[0].calls("/GetChannel") == 1
