@@ -6,7 +6,6 @@ HTTP client and a bearer token, every token verified by PyJWT with KMS's public 
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import json
 import os
@@ -32,6 +31,7 @@ from tests.support.tokens import (
     REGION,
     WHIP_URL,
     IvsLookups,
+    key_files,
     verified,
 )
 
@@ -46,8 +46,7 @@ def kms_key(moto: MotoServer, spec: str = "ECC_NIST_P384") -> tuple[str, bytes]:
     """A new KMS signing key: its id and its public half as PEM (what is imported into IVS)."""
     kms = moto.client("kms", *moto.admin)
     key_id = kms.create_key(KeySpec=spec, KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
-    der = base64.b64decode(base64.b64encode(kms.get_public_key(KeyId=key_id)["PublicKey"]))
-    public = serialization.load_der_public_key(der)
+    public = serialization.load_der_public_key(kms.get_public_key(KeyId=key_id)["PublicKey"])  # boto3: DER bytes
     return key_id, public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
@@ -204,8 +203,6 @@ def test_the_kms_public_half_must_be_the_imported_key(moto: MotoServer, role_cre
 
 async def test_sighup_rereads_a_rotated_key_file(lookups, role_credentials: SessionCredentials,  # type: ignore[no-untyped-def]
                                                  tmp_path: Path) -> None:
-    from tests.support.tokens import key_files
-
     old, new = key_files(tmp_path, "old"), key_files(tmp_path, "new")
     mounted = tmp_path / "mounted.pem"
     mounted.write_bytes(old.private.read_bytes())
