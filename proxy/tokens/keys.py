@@ -6,8 +6,10 @@ A PEM key is re-read on SIGHUP (a rotated secret); a KMS key's private half neve
 KMS: the proxy asks KMS to sign, with its own short-lived credentials and SigV4 signer.
 
 Start-up checks (ConfigError, exit 2): the curve is P-384; a KMS key is ECC_NIST_P384 with
-KeyUsage SIGN_VERIFY and ECDSA_SHA_384 among its algorithms; when `public_key_file` is
-given (the PEM imported into IVS), the key's public half is exactly that key.
+KeyUsage SIGN_VERIFY and ECDSA_SHA_384 among its algorithms; the key's public half is the
+one IVS holds: the PEM in `public_key_file` when given, else, for a real-time public key,
+IVS's own copy (ivs-realtime GetPublicKey). A playback key pair without `public_key_file`
+cannot be compared: IVS returns only a fingerprint for it.
 
 No key material, signature or token ever appears in an error or log line: messages name
 the key by its IVS ARN and the file by its path.
@@ -23,7 +25,7 @@ from typing import Protocol
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from proxy.aws.json_api import AwsCallFailed, AwsJsonClient
+from proxy.aws.json_api import AwsCallFailed, AwsJsonClient, AwsRestJsonClient
 from proxy.config import TokenKey
 from proxy.errors import ConfigError, ProxyError, RequestInvalid, SigningUnavailable, UpstreamError
 from proxy.tokens.jws import der_to_raw
@@ -51,6 +53,10 @@ class SigningKey(Protocol):
 
     async def sign(self, message: bytes) -> bytes:
         """The ES384 signature of `message`: raw r || s, 96 bytes."""
+        ...
+
+    def public_key(self) -> ec.EllipticCurvePublicKey | None:
+        """The public half, once known (a KMS key's after `check`)."""
         ...
 
 
@@ -104,6 +110,9 @@ class PemKey:
         """Re-read the file; on any problem keep the key already loaded and raise ConfigError."""
         self._key = self._load()
 
+    def public_key(self) -> ec.EllipticCurvePublicKey:
+        return self._key.public_key()
+
     async def sign(self, message: bytes) -> bytes:
         return der_to_raw(self._key.sign(message, ec.ECDSA(hashes.SHA384())))
 
@@ -117,6 +126,7 @@ class KmsKey:
         self._kms = kms
         self._key_id = config.kms_key_id
         self.region = kms_region(config)
+        self._public: ec.EllipticCurvePublicKey | None = None
 
     @property
     def where(self) -> str:
@@ -143,6 +153,10 @@ class KmsKey:
         if not isinstance(key, ec.EllipticCurvePublicKey):
             raise ConfigError(self.where, "KMS's public key is not an elliptic-curve key")
         _check_public_half(self.config, key, self.where)
+        self._public = key
+
+    def public_key(self) -> ec.EllipticCurvePublicKey | None:
+        return self._public
 
     async def sign(self, message: bytes) -> bytes:
         if len(message) > KMS_RAW_MAX_BYTES:
@@ -204,7 +218,32 @@ class KeyRing:
     def has_files(self) -> bool:
         return any(isinstance(key, PemKey) for key in self.keys)
 
-    async def check(self) -> None:
+    async def check(self, realtime: AwsRestJsonClient | None = None) -> None:
+        """The KMS keys' start-up checks, then each real-time key without `public_key_file`
+        against IVS's copy (when ivs-realtime is served)."""
         for key in self.keys:
             if isinstance(key, KmsKey):
                 await key.check()
+        for key in self.keys:
+            if realtime is not None and key.config.kind == "participant" and key.config.public_key_file is None:
+                await _check_against_ivs(key, realtime)
+
+
+async def _check_against_ivs(key: SigningKey, realtime: AwsRestJsonClient) -> None:
+    where = f"tokens.keys ({key.config.arn})"
+    try:
+        answer = await realtime.call("GetPublicKey", {"arn": key.config.arn}, region=key.config.region)
+    except AwsCallFailed as exc:
+        raise ConfigError(where, f"IVS refused GetPublicKey ({exc.code}): the proxy compares the key with the public "
+                          "key IVS holds; allow it ivs:GetPublicKey, or give public_key_file") from None
+    except (UpstreamError, SigningUnavailable) as exc:
+        raise ConfigError(where, f"cannot reach IVS to compare the key with its public key: {exc.message}") from None
+    try:
+        imported = serialization.load_pem_public_key(str(answer["publicKey"]["publicKeyMaterial"]).encode())
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(where, "IVS's GetPublicKey answer holds no PEM public key") from None
+    public = key.public_key()
+    if public is None or not isinstance(imported, ec.EllipticCurvePublicKey) or \
+            _public_der(imported) != _public_der(public):
+        raise ConfigError(where, "the key's public half is not the public key IVS holds for this ARN: "
+                          "IVS would refuse every token it signs")

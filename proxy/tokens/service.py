@@ -66,10 +66,10 @@ def build_token_service(config: ProxyConfig, env: Mapping[str, str], *, endpoint
     keys: list[SigningKey] = [PemKey(key) if kms is None or key.kms_key_id is None else KmsKey(key, kms)
                               for key in tokens.keys]
     ring = KeyRing(keys)
-    stages = channels = None
+    stages = channels = realtime = None
     if "ivs-realtime" in config.services:
-        stages = ResourceCache(AwsRestJsonClient("ivs-realtime", endpoints, credentials, upstream), "GetStage",
-                               tokens.stage_cache_seconds)
+        realtime = AwsRestJsonClient("ivs-realtime", endpoints, credentials, upstream)
+        stages = ResourceCache(realtime, "GetStage", tokens.stage_cache_seconds)
     if "ivs" in config.services:
         channels = ResourceCache(AwsRestJsonClient("ivs", endpoints, credentials, upstream), "GetChannel",
                                  tokens.stage_cache_seconds, timeout=PLAYBACK_URL_TIMEOUT_SECONDS,
@@ -79,7 +79,7 @@ def build_token_service(config: ProxyConfig, env: Mapping[str, str], *, endpoint
     async def own_upstream_and_checked_keys(_: object) -> AsyncGenerator[None, None]:
         await upstream.start()
         try:
-            await ring.check()  # ConfigError: exit 2, before the listener takes traffic
+            await ring.check(realtime)  # ConfigError: exit 2, before the listener takes traffic
             yield
         finally:
             await upstream.close()

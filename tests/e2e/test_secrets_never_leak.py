@@ -101,6 +101,7 @@ async def test_no_minted_token_signature_or_key_in_logs_metrics_or_errors(aiohtt
     lookups = IvsLookups(TEST_CREDENTIALS.secret_key)
     server = await aiohttp_server(lookups.app())
     playback, participant = key_files(tmp_path, "playback"), key_files(tmp_path, "participant")
+    lookups.public_keys[PUBLIC_KEY_ARN] = participant.public_pem
     tokens = {"sidecar_minting": True, "keys": [
         {"arn": PLAYBACK_KEY_ARN, "private_key_file": str(playback.private)},
         {"arn": PUBLIC_KEY_ARN, "private_key_file": str(participant.private)}]}

@@ -100,10 +100,12 @@ async def lookups(aiohttp_server, role_credentials: SessionCredentials):  # type
 async def gateway(moto: MotoServer, role_credentials: SessionCredentials, lookups, tmp_path: Path):  # type: ignore[no-untyped-def]
     playback_key, playback_pem = kms_key(moto)
     participant_key, participant_pem = kms_key(moto)
+    lookups[0].public_keys[PUBLIC_KEY_ARN] = participant_pem  # as `aws ivs-realtime import-public-key` did
     env = {**role_credentials.env(), "AWS_REGION": REGION, "AWS_ENDPOINT_URL": lookups[1],
            "AWS_ENDPOINT_URL_KMS": moto.url}
     process = ProxyProcess(env, config=gateway_config(tmp_path, playback_key, participant_key, playback_pem))
-    process.start()
+    # In a thread: the start-up check asks the lookups upstream, which answers on this loop.
+    await asyncio.to_thread(process.start)
     yield process, playback_pem, participant_pem
     output = process.stop()
     assert "Traceback" not in output

@@ -60,14 +60,16 @@ def channel_answer(arn: str) -> bytes:
 
 
 class IvsLookups:
-    """A signature-checking upstream answering GetStage and GetChannel (moto has no
-    ivs-realtime), by path; anything else is a 404 as IVS would answer an unknown stage."""
+    """A signature-checking upstream answering GetStage, GetChannel and GetPublicKey (moto
+    has no ivs-realtime), by path; anything else is a 404 as IVS would answer an unknown
+    stage. `public_keys`: public key ARN -> the PEM "imported" for it."""
 
     def __init__(self, secret_key: str) -> None:
         from tests.support.recording_upstream import RecordingUpstream
 
         self.recording = RecordingUpstream(secret_key=secret_key)
         self.missing: set[str] = set()
+        self.public_keys: dict[str, bytes] = {}
 
     def app(self):  # type: ignore[no-untyped-def]
         from aiohttp import web
@@ -78,8 +80,10 @@ class IvsLookups:
                 arn = json.loads(received.body).get("arn", "")
             except ValueError:  # not an IVS call (the proxy's STS identity lookup at start-up)
                 arn = ""
-            answer = {"/GetStage": stage_answer, "/GetChannel": channel_answer}.get(request.path)
-            if answer is None or arn in self.missing:
+            answer = {"/GetStage": stage_answer, "/GetChannel": channel_answer,
+                      "/GetPublicKey": self._public_key_answer}.get(request.path)
+            if answer is None or arn in self.missing or (request.path == "/GetPublicKey" and
+                                                         arn not in self.public_keys):
                 return web.json_response({"message": "not found"}, status=404,
                                          headers={"x-amzn-ErrorType": "ResourceNotFoundException"})
             return web.Response(body=answer(arn), content_type="application/json")
@@ -87,6 +91,9 @@ class IvsLookups:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", handle)
         return app
+
+    def _public_key_answer(self, arn: str) -> bytes:
+        return json.dumps({"publicKey": {"arn": arn, "publicKeyMaterial": self.public_keys[arn].decode()}}).encode()
 
     def calls(self, path: str) -> int:
         return sum(1 for r in self.recording.received if r.raw_path == path and r.signature_valid)

@@ -47,7 +47,8 @@ def config(tmp_path: Path):  # type: ignore[no-untyped-def]
     path = tmp_path / "tokens.yaml"
     path.write_text(yaml.safe_dump({"tokens": {"keys": [
         {"arn": PLAYBACK_KEY_ARN, "private_key_file": str(playback.private)},
-        {"arn": PUBLIC_KEY_ARN, "private_key_file": str(participant.private)}],
+        {"arn": PUBLIC_KEY_ARN, "private_key_file": str(participant.private),
+         "public_key_file": str(participant.public)}],
         "callers": {"app": {"max_lifetime_seconds": 60, "capabilities": ["SUBSCRIBE"]}}},
         "policy": {"callers": {"app": {"Statement": [
             {"Effect": "Allow", "Action": "ivs-proxy:MintParticipantToken", "Resource": "*"}]}}}}))

@@ -72,8 +72,9 @@ def tokens_section(keys, **extra: Any) -> dict[str, Any]:  # type: ignore[no-unt
 
 
 @pytest.fixture
-async def lookups(aiohttp_server):  # type: ignore[no-untyped-def]
+async def lookups(aiohttp_server, keys):  # type: ignore[no-untyped-def]
     upstream = IvsLookups(TEST_CREDENTIALS.secret_key)
+    upstream.public_keys[PUBLIC_KEY_ARN] = keys[1].public_pem  # checked at start-up (no public_key_file)
     server = await aiohttp_server(upstream.app())
     return upstream, str(server.make_url("")).rstrip("/")
 
@@ -253,3 +254,15 @@ async def test_without_the_channel_lookup_the_token_comes_without_a_url_and_it_i
         assert answer.status == 200 and "playbackUrl" not in minted
         verified(minted["token"], keys[0].public_pem)
     assert lookups[0].calls("/GetChannel") == 1
+
+
+async def test_a_real_time_key_is_checked_against_the_public_key_ivs_holds(aiohttp_client, lookups, keys,  # type: ignore[no-untyped-def]
+                                                                           tmp_path) -> None:
+    lookups[0].public_keys[PUBLIC_KEY_ARN] = key_files(tmp_path, "other").public_pem
+    proxy = gateway_for(lookups[1], gateway_settings(tokens=tokens_section(keys)))
+    with pytest.raises(ConfigError, match="not the public key IVS holds for this ARN"):
+        await aiohttp_client(proxy.data_app)
+    del lookups[0].public_keys[PUBLIC_KEY_ARN]
+    proxy = gateway_for(lookups[1], gateway_settings(tokens=tokens_section(keys)))
+    with pytest.raises(ConfigError, match="IVS refused GetPublicKey .ResourceNotFoundException.*public_key_file"):
+        await aiohttp_client(proxy.data_app)
