@@ -45,6 +45,7 @@ from proxy.serve.server import ProxyState, create_admin_app, create_data_app
 from proxy.serve.tls import peer_certificate, server_context
 from proxy.startup import return_freed_memory
 from proxy.tokens.http import token_routes
+from proxy.tokens.keys import KMS_SIGNING_ACTIONS
 from proxy.tokens.service import TokenService, build_token_service, minting_served
 
 
@@ -214,11 +215,17 @@ def observe_credentials(metrics: Metrics, credentials: CredentialStore) -> Metri
     return metrics
 
 
+def own_actions(config: ProxyConfig) -> tuple[str, ...]:
+    """IAM actions of the proxy's own calls this config makes, beyond the served services'."""
+    return KMS_SIGNING_ACTIONS if any(key.kms_key_id for key in config.tokens.keys) else ()
+
+
 def credential_source_for(config: ProxyConfig, env: Mapping[str, str]) -> tuple[CredentialSource, IdentityLookup]:
     """The configured credential source, and how to ask STS whose credentials they are."""
     profile = config.credentials.profile or env.get("AWS_PROFILE")
     region = default_region(config.region, env, profile)
-    source = source_from_config(config.credentials, credential_chain_session(profile), region=region, services=config.services)
+    source = source_from_config(config.credentials, credential_chain_session(profile), region=region,
+                                services=config.services, own_actions=own_actions(config))
     # Like the chain's session, the lookup reads the process environment, as an SDK would.
     return source, CallerIdentity(os.environ, profile, region)
 

@@ -35,6 +35,9 @@ KMS_KEY_SPEC = "ECC_NIST_P384"
 KMS_ALGORITHM = "ECDSA_SHA_384"
 #: KMS Sign takes at most 4096 bytes with MessageType RAW (it hashes them itself).
 KMS_RAW_MAX_BYTES = 4096
+#: What the proxy's role must be allowed on a KMS-held key (a served-services session
+#: policy grants them too).
+KMS_SIGNING_ACTIONS = ("kms:DescribeKey", "kms:GetPublicKey", "kms:Sign")
 
 
 class TokenSigningUnavailable(ProxyError):

@@ -266,3 +266,13 @@ async def test_a_real_time_key_is_checked_against_the_public_key_ivs_holds(aioht
     proxy = gateway_for(lookups[1], gateway_settings(tokens=tokens_section(keys)))
     with pytest.raises(ConfigError, match="IVS refused GetPublicKey .ResourceNotFoundException.*public_key_file"):
         await aiohttp_client(proxy.data_app)
+
+
+def test_a_served_services_session_policy_grants_kms_signing_only_for_kms_keys(keys) -> None:  # type: ignore[no-untyped-def]
+    from proxy.app import own_actions
+    from proxy.config import load_config
+
+    assert own_actions(load_config(None, {"tokens": tokens_section(keys)})) == ()
+    section = tokens_section(keys)
+    section["keys"][0] = {"arn": PLAYBACK_KEY_ARN, "kms_key_id": "alias/ivs-playback"}
+    assert own_actions(load_config(None, {"tokens": section})) == ("kms:DescribeKey", "kms:GetPublicKey", "kms:Sign")
