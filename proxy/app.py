@@ -193,7 +193,10 @@ def build_proxy(
     data_app.cleanup_ctx.insert(0, _credential_refresh(credentials))
     data_app.cleanup_ctx.extend(gateway.contexts)
     if tokens is not None:
-        data_app.cleanup_ctx.extend(tokens.contexts)  # after the credentials: KMS keys are checked with them
+        # Right after the credentials (KMS keys are checked with them), before anything else
+        # opens: a wrong key stops start-up with nothing to unwind.
+        for position, context in enumerate(tokens.contexts, start=1):
+            data_app.cleanup_ctx.insert(position, context)
     if sighup:
         data_app.cleanup_ctx.append(on_sighup(tuple(sighup)))
     if gateway.needs_peer_certificate:
