@@ -112,6 +112,8 @@ class Minted:
 
 
 class Minter:
+    """Mints one token per call, for a caller already authenticated; raises ProxyErrors."""
+
     def __init__(self, config: TokensConfig, keys: KeyRing, access: OwnAccess, metrics: Metrics, *,
                  stages: ResourceCache | None = None, channels: ResourceCache | None = None,
                  clock: Callable[[], float] = time.time) -> None:
