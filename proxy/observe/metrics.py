@@ -140,6 +140,10 @@ class Metrics:
         self.token_reloads = Counter(
             "ivs_proxy_token_reloads", "Bearer token file reloads (SIGHUP), by result.", ["result"], registry=r,
         )
+        self.tokens_minted = Counter(
+            "ivs_proxy_tokens_minted", "Playback and participant token requests, by kind (playback, participant) "
+            "and outcome (minted, refused: 4xx, failed: 5xx).", ["kind", "outcome"], registry=r,
+        )
         self.build_info = Gauge(
             "ivs_proxy_build_info", "Always 1; the labels say what is running.",
             ["version", "botocore_version"], registry=r, multiprocess_mode="livemax",  # one series, not one per worker

@@ -75,3 +75,35 @@ def test_unknown_members_are_refused_where_a_policy_authorises(settings: dict) -
         load_config(None, {**settings, "validation.allow_unknown_members": True})
     assert failed.value.key == "validation.allow_unknown_members"
     assert "authorised" in failed.value.reason
+
+
+PLAYBACK_KEY = "arn:aws:ivs:us-west-2:123456789012:playback-key/AbCdEf012345"
+
+
+@pytest.mark.parametrize(("tokens", "words"), [
+    ({"keys": [{"arn": "arn:aws:ivs:us-west-2:123456789012:channel/x", "private_key_file": "/k"}]},
+     "not a playback-key or public-key ARN"),
+    ({"keys": [{"arn": PLAYBACK_KEY}]}, "exactly one of private_key_file, kms_key_id"),
+    ({"keys": [{"arn": PLAYBACK_KEY, "private_key_file": "/k", "kms_key_id": "alias/k"}]}, "exactly one of"),
+    ({"keys": [{"arn": PLAYBACK_KEY, "private_key_file": "/k", "kms_region": "us-west-2"}]}, "only with kms_key_id"),
+    ({"keys": [{"arn": PLAYBACK_KEY, "private_key_file": "/a"}, {"arn": PLAYBACK_KEY, "private_key_file": "/b"}]},
+     "listed twice"),
+    ({"participant_duration_minutes": 20161}, "1 to 20160"),
+    ({"callers": {"app": {"capabilities": ["ADMIN"]}}}, "not one of"),
+    ({"callers": {"app": {"max_lifetime_seconds": 0}}}, "must be positive"),
+])
+def test_a_bad_tokens_section_names_the_key(tokens: dict[str, object], words: str) -> None:
+    with pytest.raises(ConfigError, match=words) as refused:
+        load_config(None, {"tokens": tokens})
+    assert refused.value.key.startswith("tokens")
+
+
+def test_keys_in_a_sidecar_without_sidecar_minting_are_a_warning() -> None:
+    from proxy.config import config_warnings
+
+    config = load_config(None, {"tokens": {"keys": [{"arn": PLAYBACK_KEY, "private_key_file": "/k"}]}})
+    assert config.tokens.keys[0].kind == "playback" and config.tokens.keys[0].region == "us-west-2"
+    assert [key for key, _ in config_warnings(config)] == ["tokens.keys"]
+    enabled = load_config(None, {"tokens": {"sidecar_minting": True,
+                                            "keys": [{"arn": PLAYBACK_KEY, "private_key_file": "/k"}]}})
+    assert config_warnings(enabled) == []

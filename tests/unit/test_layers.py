@@ -29,17 +29,22 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("proxy.gateway", "proxy.gateway.identity", "proxy.gateway.sigv4_callers", "proxy.gateway.auth",
      "proxy.gateway.audit", "proxy.gateway.shared_state", "proxy.gateway.replay",
      "proxy.gateway.ratelimit", "proxy.gateway.own_access"),
+    # tokens the proxy mints: IVS's rules, ES384 JWS, keys (PEM, KMS), the minter and its wiring
+    ("proxy.tokens", "proxy.tokens.jws", "proxy.tokens.claims", "proxy.tokens.keys", "proxy.tokens.minting",
+     "proxy.tokens.service"),
     ("proxy.pipeline",),
     # the gateway's stages plug into the pipeline, so they sit above it
     ("proxy.gateway.stages", "proxy.gateway.wiring"),
     ("proxy.serve.",),
+    ("proxy.tokens.http",),  # the mint operations' handlers, on serve/own_routes.py
     ("proxy.app",),
-    ("proxy.dev.",),
+    ("proxy.dev.", "proxy.tokens.command"),
     ("proxy.cli",),
 )
 
 #: Packages that must never import aiohttp's server: they are used by it, not built on it.
-NO_AIOHTTP_WEB = ("proxy.model.", "proxy.aws.", "proxy.gateway.")
+NO_AIOHTTP_WEB = ("proxy.model.", "proxy.aws.", "proxy.gateway.", "proxy.tokens.jws", "proxy.tokens.claims",
+                  "proxy.tokens.keys", "proxy.tokens.minting", "proxy.tokens.service")
 AIOHTTP_WEB = ("aiohttp.web", "aiohttp.web_")
 
 
