@@ -23,7 +23,7 @@ with quick_imports():  # ~80 ms less start-up: see proxy/startup.py
 
     from proxy import __version__
     from proxy.app import build_proxy, check_config, credential_source_for
-    from proxy.aws.credentials import LONG_LIVED_MESSAGE, utc_now
+    from proxy.aws.credentials import LONG_LIVED_MESSAGE, utc_now, what_to_do
     from proxy.aws.regions import offered_regions
     from proxy.config import ProxyConfig, load_config
     from proxy.dev.devmode import add_dev_command, run_dev
@@ -198,7 +198,8 @@ def whoami(config: ProxyConfig) -> int:
     try:
         snapshot = source.fetch()
     except Exception as exc:  # noqa: BLE001 (any source failure: report it, exit 1)
-        print(f"ivs-proxy: no usable AWS credentials: {exc}", file=sys.stderr)
+        profile = config.credentials.profile or os.environ.get("AWS_PROFILE")
+        print(f"ivs-proxy: no usable AWS credentials: {exc}; {what_to_do(profile)}", file=sys.stderr)
         return 1
     identity = snapshot.identity or identify(snapshot.credentials)
     if snapshot.expires_at is None:

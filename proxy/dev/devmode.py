@@ -30,6 +30,7 @@ from proxy.aws.credentials import (
     CredentialSnapshot,
     CredentialSource,
     CredentialStore,
+    what_to_do,
 )
 from proxy.aws.regions import default_region
 from proxy.config import ProxyConfig, load_config
@@ -208,7 +209,7 @@ def _apps(
     stores = [proxy.state.credentials]
     broker = None
     if broker_source is not None:
-        broker = Broker(CredentialStore(broker_source), new_token(), *sockets[2].getsockname()[:2])
+        broker = Broker(CredentialStore(broker_source, advice=what_to_do(dev.profile_name)), new_token(), *sockets[2].getsockname()[:2])
         apps.append(create_broker_app(broker))
         stores.append(broker.store)
     for store in stores:
