@@ -31,7 +31,7 @@ with quick_imports():  # ~80 ms less start-up: see proxy/startup.py
     from proxy.model.catalog import SERVICE_MOUNTS, Catalog
     from proxy.observe.logs import configure_logging
     from proxy.policy import PolicySet
-    from proxy.serve.listener import bound_port, drain_and_close, start_listener
+    from proxy.serve.listener import bind_listener, bound_port, drain_and_close, start_listener
     from proxy.serve.server import STATE
     from proxy.serve.tls import server_context
 
@@ -45,7 +45,7 @@ EXIT_RUNTIME = 1
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
 EXAMPLES = {
-    "ivs-proxy": """exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error
+    "ivs-proxy": """exit codes: 0 ok, 1 runtime failure (e.g. a listen address in use), 2 usage or configuration error
 
 examples:
   ivs-proxy serve --listen 127.0.0.1:8080 --admin-listen 127.0.0.1:9901
@@ -313,10 +313,23 @@ async def _run(data_app: web.Application, admin_app: web.Application, config: Pr
     loop.add_signal_handler(signal.SIGINT, functools.partial(drain.request_stop, "SIGINT", skip_delay=True))
     refused = state.metrics.rejected
     listen = functools.partial(start_listener, limits=config.limits, on_refused=lambda r: refused.labels(r).inc())
-    # The data app first: its start-up refuses long-lived keys (exit 2) before anything listens.
-    data = await listen(data_app, config.listen, ssl_context=server_context(config.tls), reuse_port=reuse_port)
+    # Both ports first: a taken one stops start-up at once, before the credential fetch.
+    data_sockets = bind_listener(config.listen, "listen", reuse_port=reuse_port)
     try:
-        admin = await listen(admin_app, config.admin_listen, key="admin_listen")  # plain HTTP for probes
+        admin_sockets = bind_listener(config.admin_listen, "admin_listen")
+    except BaseException:
+        for sock in data_sockets:
+            sock.close()
+        raise
+    # Then the data app: its start-up refuses long-lived keys (exit 2) before anything listens.
+    try:
+        data = await listen(data_app, data_sockets, ssl_context=server_context(config.tls))
+    except BaseException:
+        for sock in admin_sockets:
+            sock.close()
+        raise
+    try:
+        admin = await listen(admin_app, admin_sockets)  # plain HTTP for probes
     except BaseException:
         await data.cleanup()
         raise
