@@ -44,6 +44,7 @@ from proxy.dev.broker import (
 )
 from proxy.errors import ConfigError
 from proxy.observe.logs import configure_logging
+from proxy.serve.listener import bind_listener
 
 log = structlog.get_logger("ivs_proxy.dev")
 
@@ -300,14 +301,7 @@ def _login_hint(store: CredentialStore, profile: str) -> Callable[[str, float], 
 
 
 def _bind(address: tuple[str, int], key: str) -> socket.socket:
-    host, port = address
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise OSError(f"cannot listen on {url_host(*address)} ({key}): {exc.strerror}") from None
+    (sock,) = bind_listener(url_host(*address), key)  # a loopback IP: one socket
     return sock
 
 

@@ -196,8 +196,9 @@ def bind_listener(address: str, key: str = "listen", *, reuse_port: bool = False
             sock.close()
         reason = (exc.strerror or str(exc)).lower()
         if exc.errno == errno.EADDRINUSE:
-            reason += (f": another process listens there; stop it or choose another port "
-                       f"({_FLAGS.get(key, key)} or {key}:)")
+            flag = _FLAGS.get(key)
+            reason += (": another process listens there; stop it or choose another port "
+                       f"({f'{flag} or {key}:' if flag else key})")
         raise OSError(exc.errno, f"cannot listen on {address} ({key}): {reason}") from None
     return sockets
 
