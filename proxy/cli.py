@@ -45,7 +45,7 @@ EXIT_RUNTIME = 1
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
 EXAMPLES = {
-    "ivs-proxy": """exit codes: 0 ok, 1 runtime failure (e.g. a listen address in use), 2 usage or configuration error
+    "ivs-proxy": """exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error (a listen address in use included)
 
 examples:
   ivs-proxy serve --listen 127.0.0.1:8080 --admin-listen 127.0.0.1:9901
@@ -173,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Python flushes stdout again at exit: point it at /dev/null so that flush cannot fail.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
-    except OSError as exc:  # e.g. the port is taken: say so, without a stack trace
+    except OSError as exc:  # e.g. a file that cannot be read: say so, without a stack trace
         print(f"ivs-proxy: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_RUNTIME
     return EXIT_RUNTIME

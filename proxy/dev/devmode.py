@@ -151,22 +151,24 @@ def run_dev(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> i
     env = os.environ if env is None else env
     dev = plan(args, env)
     check_config(dev.config, env)  # as serve does, before any credentials are fetched
-    proxy_source, broker_source = _sources(dev, env)
-    signing = _first_fetch(proxy_source, dev.profile_name)
-    served = _first_fetch(broker_source, dev.profile_name) if broker_source is not None else None
-    for failure in (signing, served):
-        if isinstance(failure, str):
-            print(f"ivs-proxy dev: {failure}", file=sys.stderr)
-            return 1
-    assert not isinstance(signing, str) and not isinstance(served, str)
-    if signing.expires_at is None and not dev.config.credentials.allow_long_lived_credentials:
-        hint = f". With ivs-proxy dev: --role-arn ARN (a role profile {dev.profile_name} may assume)"
-        raise ConfigError("credentials", LONG_LIVED_MESSAGE.format(source=signing.source) + hint)
+    # The ports next, as serve does: a taken one is reported before an SSO login is asked for.
+    sockets = _bind_all(dev)
     try:
-        sockets = _bind_all(dev)
-    except OSError as exc:
-        print(f"ivs-proxy dev: {exc}", file=sys.stderr)
-        return 1
+        proxy_source, broker_source = _sources(dev, env)
+        signing = _first_fetch(proxy_source, dev.profile_name)
+        served = _first_fetch(broker_source, dev.profile_name) if broker_source is not None else None
+        for failure in (signing, served):
+            if isinstance(failure, str):
+                print(f"ivs-proxy dev: {failure}", file=sys.stderr)
+                return 1
+        assert not isinstance(signing, str) and not isinstance(served, str)
+        if signing.expires_at is None and not dev.config.credentials.allow_long_lived_credentials:
+            hint = f". With ivs-proxy dev: --role-arn ARN (a role profile {dev.profile_name} may assume)"
+            raise ConfigError("credentials", LONG_LIVED_MESSAGE.format(source=signing.source) + hint)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
     configure_logging(dev.config.log.level, dev.config.log.format)
     apps, broker = _apps(dev, env, broker_source, sockets)
 
@@ -196,9 +198,17 @@ def _sources(dev: DevPlan, env: Mapping[str, str]) -> tuple[CredentialSource, Cr
 
 
 def _bind_all(dev: DevPlan) -> list[socket.socket]:
-    sockets = [_bind(dev.listen, "listen"), _bind(dev.admin_listen, "admin_listen")]
+    wanted = [(dev.listen, "listen"), (dev.admin_listen, "admin_listen")]
     if dev.credentials_listen is not None:
-        sockets.append(_bind(dev.credentials_listen, "--credentials-listen"))
+        wanted.append((dev.credentials_listen, "--credentials-listen"))
+    sockets: list[socket.socket] = []
+    try:
+        for address, key in wanted:
+            sockets.append(_bind(address, key))
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
     return sockets
 
 

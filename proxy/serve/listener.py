@@ -30,7 +30,7 @@ from aiohttp.http_exceptions import HttpProcessingError, InvalidHeader, LineTooL
 from aiohttp.web_protocol import RequestHandler
 
 from proxy.config import LimitsConfig, parse_host_port
-from proxy.errors import MalformedRequest
+from proxy.errors import ConfigError, MalformedRequest
 from proxy.serve.drain import first_of
 from proxy.serve.server import ProxyState, error_response
 
@@ -177,7 +177,8 @@ def bind_listener(address: str, key: str = "listen", *, reuse_port: bool = False
     before its start-up runs, so a taken port is reported at once, not after a credential
     fetch that may take seconds. `reuse_port`: beside other processes (SO_REUSEPORT, `workers:`).
 
-    Raises OSError whose text says which listener, where, and what to do."""
+    Raises ConfigError (exit code 2, as for any address this machine cannot serve): which
+    listener, where, why, and for a port in use, what to do."""
     host, port = parse_host_port(address, key)
     sockets: list[socket.socket] = []
     try:
@@ -199,7 +200,7 @@ def bind_listener(address: str, key: str = "listen", *, reuse_port: bool = False
             flag = _FLAGS.get(key)
             reason += (": another process listens there; stop it or choose another port "
                        f"({f'{flag} or {key}:' if flag else key})")
-        raise OSError(exc.errno, f"cannot listen on {address} ({key}): {reason}") from None
+        raise ConfigError(key, f"cannot listen on {address}: {reason}") from None
     return sockets
 
 
