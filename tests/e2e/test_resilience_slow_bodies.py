@@ -161,7 +161,9 @@ async def test_slow_bodies_lock_no_ordinary_caller_out(
 
     cut = metric(proxy, "ivs_proxy_slow_bodies_cut_total", rule="min_rate")
     refused = metric(proxy, "ivs_proxy_rejected_total", reason="body_reads_full")
-    assert 0 < cut <= DEFAULT_MAX_BODY_READS
+    # At most max_body_reads are held at once; a connection that arrives after another was cut
+    # may take its slot (on a loaded machine the 300 take seconds to open), so cuts may pass it.
+    assert 0 < cut and (refused == 0 or cut >= DEFAULT_MAX_BODY_READS)
     assert cut + refused == SLOW_CONNECTIONS
     assert kinds[408, "slow_body"] <= cut and kinds[503, "body_reads_full"] <= refused
     assert metric(proxy, "ivs_proxy_rejected_total", reason="slow_body") == cut
