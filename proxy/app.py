@@ -22,6 +22,7 @@ from proxy.aws.retries import Retrier
 from proxy.aws.upstream import Upstream
 from proxy.config import ProxyConfig, check_exposure, config_warnings
 from proxy.errors import ConfigError
+from proxy.events.wiring import build_events
 from proxy.gateway.auth import Authenticator
 from proxy.gateway.own_access import OwnAccess, OwnOperation, known_actions
 from proxy.gateway.wiring import build_gateway
@@ -176,10 +177,18 @@ def build_proxy(
     )
     # The proxy's own operations this config turns on (proxy/gateway/own_access.py).
     own_routes: list[tuple[OwnOperation, OwnHandler]] = []
+    events = None
+    if config.events.queue_url:
+        events = build_events(config, env, profile=profile, default_region=checked.default_region,
+                              credentials=credentials, metrics=metrics, access=gateway.own_access,
+                              shared=gateway.shared, ca_bundle=sdk_ca_bundle(config, env, profile))
+        own_routes.append(events.route)
     data_app = create_data_app(state, own_routes, gateway.own_access)
     # First, so that refused long-lived keys stop start-up before anything else opens.
     data_app.cleanup_ctx.insert(0, _credential_refresh(credentials))
     data_app.cleanup_ctx.extend(gateway.contexts)
+    if events is not None:  # after the gateway's: its Redis connection is open by then
+        data_app.cleanup_ctx.append(events.context)
     if gateway.needs_peer_certificate:
         data_app.middlewares.append(peer_certificate)
     proxy = Proxy(config, catalog, state, data_app, create_admin_app(state), gateway.authenticator,
