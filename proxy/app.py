@@ -22,7 +22,7 @@ from proxy.aws.retries import Retrier
 from proxy.aws.upstream import Upstream
 from proxy.config import ProxyConfig, check_exposure, config_warnings
 from proxy.errors import ConfigError
-from proxy.events.wiring import build_events
+from proxy.events.wiring import Events, build_events
 from proxy.gateway.auth import Authenticator
 from proxy.gateway.own_access import OwnAccess, OwnOperation, known_actions
 from proxy.gateway.wiring import build_gateway
@@ -56,6 +56,7 @@ class Proxy:
     admin_app: web.Application
     authenticator: Authenticator | None = None  # gateway mode (docs/gateway.md)
     own_access: OwnAccess = field(default_factory=OwnAccess)  # who may call the proxy's own operations
+    events: Events | None = None  # events.queue_url set (docs/events.md)
 
 
 def allowed_regions(config: ProxyConfig) -> dict[str, frozenset[str]]:
@@ -192,7 +193,7 @@ def build_proxy(
     if gateway.needs_peer_certificate:
         data_app.middlewares.append(peer_certificate)
     proxy = Proxy(config, catalog, state, data_app, create_admin_app(state), gateway.authenticator,
-                  gateway.own_access)
+                  gateway.own_access, events)
     return_freed_memory()
     return proxy
 
