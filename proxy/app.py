@@ -22,7 +22,7 @@ from proxy.aws.retries import Retrier
 from proxy.aws.upstream import Upstream
 from proxy.config import ProxyConfig, check_exposure, config_warnings
 from proxy.errors import ConfigError
-from proxy.events.wiring import Events, build_events
+from proxy.events.wiring import EVENTS_ACTIONS, Events, build_events
 from proxy.gateway.auth import Authenticator
 from proxy.gateway.own_access import OwnAccess, OwnOperation, known_actions
 from proxy.gateway.wiring import build_gateway
@@ -213,7 +213,8 @@ def credential_source_for(config: ProxyConfig, env: Mapping[str, str]) -> tuple[
     """The configured credential source, and how to ask STS whose credentials they are."""
     profile = config.credentials.profile or env.get("AWS_PROFILE")
     region = default_region(config.region, env, profile)
-    source = source_from_config(config.credentials, credential_chain_session(profile), region=region, services=config.services)
+    source = source_from_config(config.credentials, credential_chain_session(profile), region=region,
+                                services=config.services, own_actions=EVENTS_ACTIONS if config.events.queue_url else ())
     # Like the chain's session, the lookup reads the process environment, as an SDK would.
     return source, CallerIdentity(os.environ, profile, region)
 

@@ -221,9 +221,10 @@ class CallerIdentity:
 _GET_CALLER_IDENTITY = b"Action=GetCallerIdentity&Version=2011-06-15"
 
 
-def served_services_policy(services: Iterable[str]) -> str:
-    """A session policy allowing only the IAM actions of the services this proxy serves."""
-    actions = sorted({f"{IAM_PREFIXES[s]}:*" for s in services})
+def served_services_policy(services: Iterable[str], own_actions: Iterable[str] = ()) -> str:
+    """A session policy allowing only the IAM actions of the services this proxy serves, and
+    those of its own calls (`own_actions`: the SQS queue of IVS events, when configured)."""
+    actions = sorted({f"{IAM_PREFIXES[s]}:*" for s in services} | set(own_actions))
     statement = {"Effect": "Allow", "Action": actions, "Resource": "*"}
     return json.dumps({"Version": "2012-10-17", "Statement": [statement]}, separators=(",", ":"))
 
@@ -234,12 +235,13 @@ def source_from_config(
     *,
     region: str | None,
     services: Iterable[str],
+    own_actions: Iterable[str] = (),
 ) -> CredentialSource:
     if settings.role_arn is None:
         return BotocoreChainSource(session, region=region)
     policy: str | None
     if settings.session_policy == "served-services":
-        policy = served_services_policy(services)
+        policy = served_services_policy(services, own_actions)
     elif settings.session_policy == "none":
         policy = None
     else:

@@ -31,6 +31,10 @@ from proxy.serve.server import STATE
 
 log = structlog.get_logger("ivs_proxy.events")
 
+#: What the proxy's role must allow on the queue (docs/events.md), and the session policy
+#: of `credentials.role_arn` with `session_policy: served-services` adds.
+EVENTS_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:DeleteMessageBatch")
+
 #: How long one blocking read of the Redis stream waits before it asks again.
 FOLLOW_BLOCK_SECONDS = 5.0
 
