@@ -75,6 +75,9 @@ def build_events(config: ProxyConfig, env: Mapping[str, str], *, profile: str | 
         store = RedisEventStore(shared, reader, settings.stream_max_length, settings.dedupe_seconds)
     else:
         store = MemoryEventStore(settings.stream_max_length, settings.dedupe_seconds)
+        if config.mode == "gateway":
+            log.warning("events_without_redis", effect="each replica delivers only the events it received itself, "
+                        "and a restart loses the resume buffer; set redis.url when running more than one")
     source = SqsSource(sqs, settings.queue_url, region, store, wait_seconds=settings.wait_time_seconds,
                        max_messages=settings.max_messages, max_backoff_seconds=settings.max_backoff_seconds,
                        counts=_source_counts(metrics))

@@ -14,11 +14,15 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import os
+import shutil
+import sys
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -233,6 +237,68 @@ async def test_a_repeated_delivery_reaches_nobody_twice(cluster: Cluster, sessio
     assert "ivs_proxy_events_duplicates_total" in text
 
 
+def doc_block(language: str) -> str:
+    """The one fenced `language` block of docs/events.md's worked example."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "events.md").read_text()
+    section = text.split("### Worked example", 1)[1]
+    return section.split(f"```{language}\n", 1)[1].split("```", 1)[0]
+
+
+async def wait_for_subscribers(session: aiohttp.ClientSession, replica: ProxyProcess, count: int) -> None:
+    """Until `replica` has exactly `count` subscribers (those of earlier tests gone: the
+    proxy notices a closed connection at its next heartbeat)."""
+    for _ in range(200):
+        async with session.get(replica.admin_url + "/metrics") as answer:
+            text = await answer.text()
+        line = next(line for line in text.splitlines() if line.startswith("ivs_proxy_events_subscribers "))
+        if float(line.split()[1]) == count:
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError("the subscriber did not connect")
+
+
+async def test_the_documented_examples_follow_a_channel(cluster: Cluster, session: aiohttp.ClientSession) -> None:
+    """docs/events.md's Python block and curl line, run as written against a replica, with
+    nothing but the gateway's URL and a bearer token: no AWS credentials anywhere."""
+    a, _ = cluster.replicas
+    await wait_for_subscribers(session, a, 0)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GATEWAY": a.url, "IVS_PROXY_TOKEN": VIDEO.token}
+    python = await asyncio.create_subprocess_exec(sys.executable, "-c", doc_block("python"), env=env,
+                                                  stdout=asyncio.subprocess.PIPE)
+    curl = None
+    if shutil.which("curl"):
+        command = doc_block("").strip().replace("http://ivs-proxy.ivs-proxy.svc:8080", a.url)
+        # exec: the shell becomes curl, so that killing it ends curl (and its pipe) too.
+        curl = await asyncio.create_subprocess_shell(f"exec {command} --max-time 30", env=env,
+                                                     stdout=asyncio.subprocess.PIPE)
+    try:
+        await wait_for_subscribers(session, a, 2 if curl else 1)
+        own = channel("VideoMain001")
+        for name in ("Stream Start", "Stream End"):  # one after the other: EventBridge does not keep order
+            await asyncio.to_thread(cluster.events.put_events, Entries=[{
+                "Source": "aws.ivs", "DetailType": "IVS Stream State Change", "Resources": [own],
+                "Detail": json.dumps(stream_state_detail(own, name))}])
+            await asyncio.to_thread(cluster.drained)
+        output, _ = await asyncio.wait_for(python.communicate(), 30)
+        assert python.returncode == 0
+        assert [line.split(" ", 1)[1] for line in output.decode().splitlines()] == ["Stream Start", "Stream End"]
+        if curl is not None:
+            assert curl.stdout is not None
+            data: list[dict[str, Any]] = []
+            while len(data) < 2:
+                line = await asyncio.wait_for(curl.stdout.readline(), 20)
+                assert line, "curl's stream ended"
+                if line.startswith(b"data: "):
+                    data.append(json.loads(line[6:]))
+            assert [event["detail"]["event_name"] for event in data] == ["Stream Start", "Stream End"]
+    finally:
+        for process in (python, curl):
+            if process is not None and process.returncode is None:
+                process.kill()
+                await process.wait()
+
+
+# Last: it leaves one replica.
 async def test_killing_a_replica_mid_stream_loses_nothing(cluster: Cluster, session: aiohttp.ClientSession) -> None:
     a, b = cluster.replicas
     on_a = await subscribe(session, a, CHAT.token)
