@@ -58,8 +58,9 @@ class IvsEvent:
         return self.detail_type if self.detail_type in KNOWN_TYPES else OTHER_TYPE
 
 
-def parse_event(body: str) -> IvsEvent:
-    """The event of one SQS message body; NotAnIvsEvent saying what is wrong (never quoting it)."""
+def parse_event(body: str, *, compact: bool = False) -> IvsEvent:
+    """The event of one SQS message body; NotAnIvsEvent saying what is wrong (never quoting it).
+    `compact`: the body is already one line of JSON (the store's, which this function wrote)."""
     if len(body) > MAX_EVENT_BYTES:
         raise NotAnIvsEvent("larger than an EventBridge event can be")
     try:
@@ -77,7 +78,7 @@ def parse_event(body: str) -> IvsEvent:
     if not isinstance(decoded.get("detail", {}), dict):
         raise NotAnIvsEvent("detail is not an object")
     return IvsEvent(event_id, detail_type, region, _time(decoded.get("time")), tuple(resources),
-                    json.dumps(decoded, separators=(",", ":")))
+                    body if compact else json.dumps(decoded, separators=(",", ":")))
 
 
 def _text(decoded: dict[str, Any], name: str) -> str:

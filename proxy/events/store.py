@@ -187,7 +187,7 @@ def _entries(items: Any) -> list[StoredEvent]:
     for stream_id, fields in items or ():
         body = fields.get(b"event") if b"event" in fields else fields.get("event")
         try:
-            entries.append(StoredEvent(_text(stream_id), parse_event(_text(body))))
+            entries.append(StoredEvent(_text(stream_id), parse_event(_text(body), compact=True)))
         except NotAnIvsEvent:
             continue  # only the proxy writes the stream; skip what another writer put there
     return entries

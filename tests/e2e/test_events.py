@@ -19,7 +19,6 @@ import shutil
 import sys
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +30,14 @@ import yaml
 
 from tests.e2e.conftest import proxy_env
 from tests.support.gateway import CHAT, POLICY, VIDEO, channel, gateway_settings, secrets_env
-from tests.support.ivs_events import event_body, stage, stage_update_detail, stream_state_detail
-from tests.support.moto import ACCOUNT, REGION, MotoServer, SessionCredentials
+from tests.support.ivs_events import (
+    create_queue_and_rule,
+    event_body,
+    stage,
+    stage_update_detail,
+    stream_state_detail,
+)
+from tests.support.moto import REGION, MotoServer, SessionCredentials
 from tests.support.proxy_process import ProxyProcess
 from tests.support.redis_server import RedisServer, require_redis
 from tests.support.sse import Message, SseStream
@@ -84,22 +89,6 @@ class Cluster:
                 return
             time.sleep(0.1)
         raise TimeoutError("the queue was not drained")
-
-
-def create_queue_and_rule(moto: MotoServer) -> tuple[str, Any, Any]:
-    """What docs/events.md does with the AWS CLI: the queue, its policy, the rule, the target."""
-    assert moto.admin is not None
-    sqs, events = moto.client("sqs", *moto.admin), moto.client("events", *moto.admin)
-    name = f"ivs-events-{uuid.uuid4().hex[:8]}"
-    # A short visibility timeout: what a killed replica had received comes back within seconds.
-    url = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "2"})["QueueUrl"]
-    queue_arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
-    rule_arn = events.put_rule(Name=name, EventPattern=json.dumps({"source": ["aws.ivs"]}))["RuleArn"]
-    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps({"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"}, "Action": "sqs:SendMessage",
-        "Resource": queue_arn, "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}}}]})})
-    events.put_targets(Rule=name, Targets=[{"Id": "ivs-proxy", "Arn": queue_arn}])
-    return url, sqs, events
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 from tests.support.gateway import ACCOUNT, REGION
+from tests.support.moto import MotoServer
 
 
 def stage(name: str, region: str = REGION) -> str:
@@ -33,3 +34,19 @@ def event_body(resources: list[str], detail_type: str = "IVS Stream State Change
         "account": ACCOUNT, "time": now, "region": region, "resources": resources,
         "detail": detail if detail is not None else stream_state_detail(resources[0] if resources else ""),
     })
+
+
+def create_queue_and_rule(moto: MotoServer, visibility_timeout: int = 2) -> tuple[str, Any, Any]:
+    """What docs/events.md does with the AWS CLI: the queue, its policy, the rule, the target."""
+    assert moto.admin is not None
+    sqs, events = moto.client("sqs", *moto.admin), moto.client("events", *moto.admin)
+    name = f"ivs-events-{uuid.uuid4().hex[:8]}"
+    # A short visibility timeout: what a killed replica had received comes back within seconds.
+    url = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": str(visibility_timeout)})["QueueUrl"]
+    queue_arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
+    rule_arn = events.put_rule(Name=name, EventPattern=json.dumps({"source": ["aws.ivs"]}))["RuleArn"]
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"}, "Action": "sqs:SendMessage",
+        "Resource": queue_arn, "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}}}]})})
+    events.put_targets(Rule=name, Targets=[{"Id": "ivs-proxy", "Arn": queue_arn}])
+    return url, sqs, events
