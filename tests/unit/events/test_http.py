@@ -158,3 +158,19 @@ async def test_the_drain_ends_streams_at_once(aiohttp_client) -> None:  # type: 
         await asyncio.sleep(0.05)
     assert registry.get_sample_value("ivs_proxy_events_delayed") == 1
     assert (registry.get_sample_value("ivs_proxy_events_sqs_errors_total", {"kind": "unreachable"}) or 0) >= 1
+
+
+async def test_delayed_events_leave_the_proxy_ready(aiohttp_client) -> None:  # type: ignore[no-untyped-def]
+    registry = CollectorRegistry()
+    with captured_logs() as logs:
+        proxy = proxy_for("http://127.0.0.1:9", {"events": EVENTS}, registry=registry)
+        await aiohttp_client(proxy.data_app)
+        admin = await aiohttp_client(proxy.admin_app)
+        for _ in range(100):
+            if registry.get_sample_value("ivs_proxy_events_delayed") == 1:
+                break
+            await asyncio.sleep(0.05)
+        ready = await admin.get("/readyz")
+        assert ready.status == 200 and await ready.json() == {"ready": True}
+    delayed = [line for line in logs.lines() if line["event"] == "events_delayed"]
+    assert delayed and delayed[0]["reason"] == "unreachable" and "API calls are unaffected" in delayed[0]["effect"]
