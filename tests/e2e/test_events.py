@@ -158,6 +158,17 @@ def ids(messages: list[Message]) -> list[str]:
     return [m.json()["id"] for m in messages]
 
 
+async def skip_to_start(cluster: Cluster, video: tuple[SseStream, ...] = (), chat: tuple[SseStream, ...] = ()) -> None:
+    """Past what earlier tests left on its way: once the queue is drained, a first event for
+    each team, read up to; whatever was stored before it comes before it in the stream."""
+    await asyncio.to_thread(cluster.drained)
+    video_start, chat_start = await asyncio.to_thread(cluster.put, ([stage("VideoStart")], "IVS Stage Update"),
+                                                      ([stage("ChatStart")], "IVS Stage Update"))
+    for streams, start in ((video, video_start), (chat, chat_start)):
+        for stream in streams:
+            await until(stream, start)
+
+
 async def ends(cluster: Cluster) -> tuple[str, str]:
     """Once every event put so far is stored: one last event for each subscriber, so that
     reading up to it shows everything it got (and that nothing else came)."""
@@ -171,6 +182,7 @@ async def test_each_subscriber_gets_exactly_what_it_may_see(cluster: Cluster, se
     a, b = cluster.replicas
     video = await subscribe(session, a, VIDEO.token, VIDEO_FILTER)
     chat = await subscribe(session, b, CHAT.token)
+    await skip_to_start(cluster, (video,), (chat,))
     video_only, chat_only, composition, other_stage = await asyncio.to_thread(
         cluster.put, ([channel("VideoMain001")], "IVS Stream State Change"),
         ([stage("ChatStage")], "IVS Stage Update"),
@@ -193,6 +205,7 @@ async def test_a_reconnect_to_the_other_replica_misses_nothing(cluster: Cluster,
                                                               session: aiohttp.ClientSession) -> None:
     a, b = cluster.replicas
     video = await subscribe(session, a, VIDEO.token, VIDEO_FILTER)
+    await skip_to_start(cluster, (video,))
     first = await asyncio.to_thread(cluster.put, *[([channel(f"VideoCh{n}")], "IVS Stream State Change")
                                                     for n in range(3)])
     got = []
@@ -214,6 +227,7 @@ async def test_a_repeated_delivery_reaches_nobody_twice(cluster: Cluster, sessio
     a, b = cluster.replicas
     chat_on_a = await subscribe(session, a, CHAT.token)
     chat_on_b = await subscribe(session, b, CHAT.token)
+    await skip_to_start(cluster, chat=(chat_on_a, chat_on_b))
     body = event_body([stage("ChatTwice")], "IVS Stage Update", stage_update_detail())
     for _ in range(3):  # at least once: EventBridge, or SQS, delivered it three times
         await asyncio.to_thread(cluster.sqs.send_message, QueueUrl=cluster.queue_url, MessageBody=body)
@@ -292,6 +306,7 @@ async def test_killing_a_replica_mid_stream_loses_nothing(cluster: Cluster, sess
     a, b = cluster.replicas
     on_a = await subscribe(session, a, CHAT.token)
     on_b = await subscribe(session, b, CHAT.token)
+    await skip_to_start(cluster, chat=(on_a, on_b))
     burst = await asyncio.to_thread(cluster.put, *[([stage(f"ChatBurst{n}")], "IVS Stage Update") for n in range(30)])
     first = await on_a.next(20)
     assert first is not None and first.event == "message"
