@@ -25,6 +25,9 @@ from proxy.events.envelope import IvsEvent
 from proxy.events.store import EventStore, StoredEvent, StoreDown, id_key
 from proxy.policy import Decision, wildcard
 
+#: Events handed to the subscribers at a time (well under events.subscriber_buffer's default).
+PUBLISH_SLICE = 32
+
 #: The policy's decision for (resources, region); None: no policy applies (everything visible).
 Decide = Callable[[tuple[str, ...], str], Decision | None]
 
@@ -166,4 +169,8 @@ async def follow(store: EventStore, fanout: Fanout, *, block_seconds: float = 5.
             on_down(False)
         if entries:
             last = entries[-1].id
-            fanout.publish(entries)
+            # In slices, yielding between them: subscribers that keep up drain their buffers
+            # as a burst goes, so only one that does not read falls behind.
+            for start in range(0, len(entries), PUBLISH_SLICE):
+                fanout.publish(entries[start:start + PUBLISH_SLICE])
+                await asyncio.sleep(0)

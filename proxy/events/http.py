@@ -41,6 +41,7 @@ RESUME_PAGE = 500
 MAX_FILTERS = 50
 #: How long the client may take to read: past it, it is not reading, and is cut off.
 MIN_WRITE_TIMEOUT_SECONDS = 10.0
+WRITE_CHUNK_BYTES = 64 * 1024
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no",
                "x-ivs-proxy-source": "ivs-proxy"}
 
@@ -99,6 +100,11 @@ class EventDelivery:
     max_subscribers: int = 1000
     heartbeat_seconds: float = 15.0
     retry_ms: int = 2000  # how long EventSource waits before it reconnects
+    write_timeout_seconds: float = 0.0  # 0: max(MIN_WRITE_TIMEOUT_SECONDS, two heartbeats)
+
+    def __post_init__(self) -> None:
+        if not self.write_timeout_seconds:
+            self.write_timeout_seconds = max(MIN_WRITE_TIMEOUT_SECONDS, 2 * self.heartbeat_seconds)
 
     async def handle(self, request: web.Request, own: OwnRequest) -> web.StreamResponse:
         subscription = subscription_of(request.query)
@@ -174,17 +180,28 @@ class EventDelivery:
                 continue
             if subscriber.closing:
                 return "draining"
-            entries = subscriber.take(sent.last)
-            if entries:  # one write for all that is queued: under a burst, one syscall for many events
-                await self._write(response, b"".join(sse_event(entry) for entry in entries))
-                for entry in entries:
-                    self._delivered(entry)
-                sent.last = entries[-1].id
-                sent.count += len(entries)
+            await self._send_all(response, subscriber.take(sent.last), sent)
             if subscriber.behind:
                 self.metrics.events_subscribers_cut.labels("behind").inc()
                 await self._write(response, sse_control("fell-behind", {"last_event_id": sent.last}))
                 return "behind"
+
+    async def _send_all(self, response: web.StreamResponse, entries: list[StoredEvent], sent: _Sent) -> None:
+        """What is queued, in writes of about WRITE_CHUNK_BYTES: under a burst one syscall carries
+        many events, and each write's timeout still measures a bounded amount of reading."""
+        chunk: list[bytes] = []
+        size = 0
+        for n, entry in enumerate(entries):
+            chunk.append(sse_event(entry))
+            size += len(chunk[-1])
+            if size >= WRITE_CHUNK_BYTES or n == len(entries) - 1:
+                await self._write(response, b"".join(chunk))
+                done = entries[n - len(chunk) + 1:n + 1]
+                for written in done:
+                    self._delivered(written)
+                sent.last = entry.id
+                sent.count += len(done)
+                chunk, size = [], 0
 
     async def _send(self, response: web.StreamResponse, entry: StoredEvent) -> None:
         await self._write(response, sse_event(entry))
@@ -198,7 +215,7 @@ class EventDelivery:
 
     async def _write(self, response: web.StreamResponse, data: bytes) -> None:
         try:
-            await asyncio.wait_for(response.write(data), max(MIN_WRITE_TIMEOUT_SECONDS, 2 * self.heartbeat_seconds))
+            await asyncio.wait_for(response.write(data), self.write_timeout_seconds)
         except TimeoutError:
             raise _WriteTimedOut from None
 

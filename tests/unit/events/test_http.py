@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import socket
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -176,3 +177,47 @@ async def test_delayed_events_leave_the_proxy_ready(aiohttp_client) -> None:  # 
         assert ready.status == 200 and await ready.json() == {"ready": True}
     delayed = [line for line in logs.lines() if line["event"] == "events_delayed"]
     assert delayed and delayed[0]["reason"] == "unreachable" and "API calls are unaffected" in delayed[0]["effect"]
+
+
+async def test_a_subscriber_that_stops_reading_slows_nobody(aiohttp_client, recording) -> None:  # type: ignore[no-untyped-def]
+    """A client that never reads: its socket fills, the proxy cuts it; meanwhile another
+    subscriber gets every event and API calls are answered."""
+    _, upstream_server = recording
+    registry = CollectorRegistry()
+    # A buffer that holds the whole flood: here only not reading gets a subscriber cut.
+    proxy = proxy_for(str(upstream_server.make_url("")).rstrip("/"), {"events": {**EVENTS, "subscriber_buffer": 4000}},
+                      registry=registry)
+    assert proxy.events is not None
+    proxy.events.delivery.write_timeout_seconds = 2.0
+    client = await aiohttp_client(proxy.data_app)
+    stuck = socket.socket()
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: the proxy's writes block soon
+    stuck.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(stuck, (client.host, client.port))
+    _, writer = await asyncio.open_connection(sock=stuck)
+    writer.write(f"GET {PATH} HTTP/1.1\r\nHost: proxy\r\n\r\n".encode())  # and never read again
+    await writer.drain()
+    fast = await connect(client)
+    for _ in range(100):
+        if registry.get_sample_value("ivs_proxy_events_subscribers") == 2:
+            break
+        await asyncio.sleep(0.01)
+    padding = stage_update_detail() | {"padding": "x" * 8000}
+    count = 800  # ~6.5 MB: more than the proxy's socket send buffer and the stuck client's window
+    reading = asyncio.create_task(fast.events(count))
+    for n in range(count):
+        await store_of(proxy).append(parse_event(event_body([stage("S")], "IVS Stage Update", padding,
+                                                            event_id=f"flood-{n}")))
+        if n % 50 == 0:
+            answer = await client.post("/ListChannels", json={})  # the API path, during the flood
+            assert answer.status == 200
+        await asyncio.sleep(0)  # one loop runs the proxy, the flood and the reader: give the reader its turn
+    got = await reading
+    assert len([m for m in got if m.event == "message"]) == count
+    for _ in range(200):
+        cut = registry.get_sample_value("ivs_proxy_events_subscribers_cut_total", {"reason": "write_timeout"})
+        if cut and registry.get_sample_value("ivs_proxy_events_subscribers") == 1:
+            break
+        await asyncio.sleep(0.05)
+    assert cut == 1 and registry.get_sample_value("ivs_proxy_events_subscribers") == 1
+    writer.close()
