@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean js-deps
+.PHONY: install demo test lint bench clean js-deps docs
 
 install: $(STAMP)
 
@@ -19,6 +19,13 @@ demo: install
 test: install system-deps js-deps
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
+# The documentation site from docs/ (mkdocs.yml) into site/; the configuration page is
+# generated from config/reference.yaml first. `make test` builds it with --strict
+# (tests/unit/test_docs.py), so a broken link, anchor or missing page fails there.
+docs: install
+	$(BIN)/python scripts/config_reference.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 bench: install
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
@@ -27,7 +34,7 @@ lint: install
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache tests/js/node_modules
+	rm -rf $(VENV) build site *.egg-info .pytest_cache tests/js/node_modules
 
 # Debian's redis-server, for the gateway's shared-state tests (tests/support/redis_server.py).
 # Installed with apt-get when missing and we are root or have sudo; otherwise those tests

@@ -25,7 +25,7 @@ from proxy.errors import ConfigError
 from proxy.events.wiring import EVENTS_ACTIONS, Events, build_events
 from proxy.gateway.auth import Authenticator
 from proxy.gateway.own_access import OwnAccess, OwnOperation, known_actions
-from proxy.gateway.wiring import build_gateway
+from proxy.gateway.wiring import build_gateway, on_sighup
 from proxy.model.catalog import Catalog
 from proxy.model.headers import HeaderOptions, HeaderPolicy
 from proxy.model.validate import ValidationOptions
@@ -45,6 +45,9 @@ from proxy.serve.own_routes import OwnHandler
 from proxy.serve.server import ProxyState, create_admin_app, create_data_app
 from proxy.serve.tls import peer_certificate, server_context
 from proxy.startup import return_freed_memory
+from proxy.tokens.http import token_routes
+from proxy.tokens.keys import KMS_SIGNING_ACTIONS
+from proxy.tokens.service import TokenService, build_token_service, minting_served
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class Proxy:
     admin_app: web.Application
     authenticator: Authenticator | None = None  # gateway mode (docs/gateway.md)
     own_access: OwnAccess = field(default_factory=OwnAccess)  # who may call the proxy's own operations
+    tokens: TokenService | None = None  # playback and participant tokens (docs/tokens.md)
     events: Events | None = None  # events.queue_url set (docs/events.md)
 
 
@@ -160,7 +164,8 @@ def build_proxy(
         ChooseEndpoint(chooser, endpoints),
         Sign(credentials, clock),
     )
-    upstream = Upstream(config.upstream, ca_bundle=sdk_ca_bundle(config, env, profile))
+    ca_bundle = sdk_ca_bundle(config, env, profile)
+    upstream = Upstream(config.upstream, ca_bundle=ca_bundle)
     retrier = Retrier.from_config(config.retries, config.upstream)
     metrics.retry_quota.set_function(lambda: retrier.quota.available)
     pipeline = Pipeline(head_stages, body_stages, upstream, gateway.admission, retrier=retrier)
@@ -178,22 +183,36 @@ def build_proxy(
     )
     # The proxy's own operations this config turns on (proxy/gateway/own_access.py).
     own_routes: list[tuple[OwnOperation, OwnHandler]] = []
+    sighup = list(gateway.sighup)
+    tokens = None
+    if minting_served(config):
+        tokens = build_token_service(config, env, endpoints=endpoints, credentials=credentials,
+                                     access=gateway.own_access, metrics=metrics, ca_bundle=ca_bundle)
+        own_routes += token_routes(tokens.minter)
+        sighup.append(tokens.reload_keys)
     events = None
     if config.events.queue_url:
         events = build_events(config, env, profile=profile, default_region=checked.default_region,
                               credentials=credentials, metrics=metrics, access=gateway.own_access,
-                              shared=gateway.shared, ca_bundle=sdk_ca_bundle(config, env, profile))
+                              shared=gateway.shared, ca_bundle=ca_bundle)
         own_routes.append(events.route)
     data_app = create_data_app(state, own_routes, gateway.own_access)
     # First, so that refused long-lived keys stop start-up before anything else opens.
     data_app.cleanup_ctx.insert(0, _credential_refresh(credentials))
     data_app.cleanup_ctx.extend(gateway.contexts)
+    if tokens is not None:
+        # Right after the credentials (KMS keys are checked with them), before anything else
+        # opens: a wrong key stops start-up with nothing to unwind.
+        for position, context in enumerate(tokens.contexts, start=1):
+            data_app.cleanup_ctx.insert(position, context)
     if events is not None:  # after the gateway's: its Redis connection is open by then
         data_app.cleanup_ctx.append(events.context)
+    if sighup:
+        data_app.cleanup_ctx.append(on_sighup(tuple(sighup)))
     if gateway.needs_peer_certificate:
         data_app.middlewares.append(peer_certificate)
     proxy = Proxy(config, catalog, state, data_app, create_admin_app(state), gateway.authenticator,
-                  gateway.own_access, events)
+                  gateway.own_access, tokens, events)
     return_freed_memory()
     return proxy
 
@@ -209,12 +228,18 @@ def observe_credentials(metrics: Metrics, credentials: CredentialStore) -> Metri
     return metrics
 
 
+def own_actions(config: ProxyConfig) -> tuple[str, ...]:
+    """IAM actions of the proxy's own calls this config makes, beyond the served services'."""
+    kms = KMS_SIGNING_ACTIONS if any(key.kms_key_id for key in config.tokens.keys) else ()
+    return (*kms, *(EVENTS_ACTIONS if config.events.queue_url else ()))
+
+
 def credential_source_for(config: ProxyConfig, env: Mapping[str, str]) -> tuple[CredentialSource, IdentityLookup]:
     """The configured credential source, and how to ask STS whose credentials they are."""
     profile = config.credentials.profile or env.get("AWS_PROFILE")
     region = default_region(config.region, env, profile)
     source = source_from_config(config.credentials, credential_chain_session(profile), region=region,
-                                services=config.services, own_actions=EVENTS_ACTIONS if config.events.queue_url else ())
+                                services=config.services, own_actions=own_actions(config))
     # Like the chain's session, the lookup reads the process environment, as an SDK would.
     return source, CallerIdentity(os.environ, profile, region)
 

@@ -1,4 +1,4 @@
-"""`ivs-proxy` commands: serve, routes, check-config, whoami, policy-check."""
+"""`ivs-proxy` commands: serve, routes, check-config, whoami, policy-check (and dev, token)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ with quick_imports():  # ~80 ms less start-up: see proxy/startup.py
     from proxy.serve.listener import bound_port, drain_and_close, start_listener
     from proxy.serve.server import STATE
     from proxy.serve.tls import server_context
+    from proxy.tokens.command import add_token_command, run_token
 
 if TYPE_CHECKING:
     from proxy.serve.workers import WorkerRole
@@ -131,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
                          "region of the ARNs, else the config's region")
 
     add_dev_command(commands)
+    add_token_command(commands)
     return parser
 
 
@@ -158,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return whoami(_config(args))
         if args.command == "dev":
             return run_dev(args)
+        if args.command == "token":
+            return run_token(args)
         if args.command == "check-config":
             for key, why in check_config(load_config(args.file), os.environ).warnings:
                 print(f"ivs-proxy: warning: {key}: {why}", file=sys.stderr)
@@ -243,10 +247,22 @@ def policy_check(config: ProxyConfig, caller: str, action: str, resources: list[
             f"{'allowed' if verdict.allowed else 'denied'} by statement {verdict.statement}")
         print(f"resource: {verdict.resource}: {'ALLOW' if verdict.allowed else 'DENY'} ({how})")
     print(f"decision: {'ALLOW' if decision.allowed else 'DENY'} ({decision.reason})")
+    if decision.allowed and action.lower().startswith("ivs-proxy:mint"):
+        print(f"caps:     {token_caps(config, caller)}")
     if action.lower() == own_operation("SubscribeEvents").action.lower():
         print("events:   the same decision, per ARN, filters each event: delivered when at least one ARN it names "
               "is allowed and none is denied (an event naming none: only Resource \"*\"); docs/events.md")
     return 0 if decision.allowed else 1
+
+
+def token_caps(config: ProxyConfig, caller: str) -> str:
+    """What tokens.callers adds to an allowed mint action (docs/tokens.md)."""
+    caps = config.tokens.callers.get(caller)
+    if caps is None:
+        return f"none in tokens.callers for {caller!r}: IVS's own limits only"
+    lifetime = f"at most {caps.max_lifetime_seconds} s" if caps.max_lifetime_seconds else "IVS's maximum"
+    return (f"tokens.callers.{caller}: lifetime {lifetime}; participant capabilities "
+            f"{', '.join(caps.capabilities) or 'none'}")
 
 
 def _near(name: str, known: Iterable[str]) -> str:

@@ -191,7 +191,7 @@ class BearerConfig:
     """Bearer tokens: only their SHA-256 hex digests are configured, never the tokens."""
 
     tokens: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # caller -> digests
-    tokens_file: str | None = None  # "CALLER SHA256HEX" lines; re-read on SIGHUP
+    tokens_file: str | None = None  # YAML: caller -> digest or [digests]; re-read on SIGHUP
 
     def __post_init__(self) -> None:
         _check_callers(self.tokens, "auth.bearer.tokens")
@@ -344,6 +344,89 @@ class RedisConfig:
             raise ConfigError("redis.replay_on_outage", "must be refuse or local")
 
 
+#: The IVS key resources a token-signing key stands for: a low-latency playback key pair
+#: (ImportPlaybackKeyPair) or a real-time public key (ImportPublicKey).
+_TOKEN_KEY_ARN = re.compile(r"arn:aws:ivs:[a-z0-9-]+:\d{12}:(playback-key|public-key)/[A-Za-z0-9-]{1,128}")
+TOKEN_CAPABILITIES = ("PUBLISH", "SUBSCRIBE")
+
+
+@dataclass(frozen=True)
+class TokenKey:
+    """One signing key: the IVS resource its public half was imported as, and where the
+    private half is (a PEM file, or a KMS key it never leaves)."""
+
+    arn: str
+    private_key_file: str | None = None
+    kms_key_id: str | None = None  # key id, key ARN or alias (alias/...), ECC_NIST_P384 SIGN_VERIFY
+    kms_region: str | None = None  # default: the KMS ARN's region, else the IVS ARN's
+    public_key_file: str | None = None  # the PEM imported into IVS: checked against the key at start-up
+
+    def __post_init__(self) -> None:
+        if not _TOKEN_KEY_ARN.fullmatch(self.arn):
+            raise ConfigError("tokens.keys", f"{self.arn!r} is not a playback-key or public-key ARN "
+                              "(arn:aws:ivs:REGION:ACCOUNT:playback-key/ID or .../public-key/ID)")
+        if (self.private_key_file is None) == (self.kms_key_id is None):
+            raise ConfigError("tokens.keys", f"key {self.arn}: give exactly one of private_key_file, kms_key_id")
+        if self.kms_region is not None and self.kms_key_id is None:
+            raise ConfigError("tokens.keys", f"key {self.arn}: kms_region is used only with kms_key_id")
+
+    @property
+    def kind(self) -> str:
+        """"playback" or "participant": what this key signs."""
+        return "playback" if ":playback-key/" in self.arn else "participant"
+
+    @property
+    def region(self) -> str:
+        return self.arn.split(":")[3]
+
+    @property
+    def account(self) -> str:
+        return self.arn.split(":")[4]
+
+
+@dataclass(frozen=True)
+class TokenCaps:
+    """What one caller may ask for beyond what its policy allows (docs/tokens.md)."""
+
+    max_lifetime_seconds: int | None = None  # both kinds; None: IVS's own maximum
+    capabilities: tuple[str, ...] = TOKEN_CAPABILITIES  # participant tokens
+
+    def __post_init__(self) -> None:
+        if self.max_lifetime_seconds is not None and self.max_lifetime_seconds < 1:
+            raise ConfigError("tokens.callers", "max_lifetime_seconds must be positive")
+        for capability in self.capabilities:
+            if capability not in TOKEN_CAPABILITIES:
+                raise ConfigError("tokens.callers", f"capability {capability!r} is not one of {TOKEN_CAPABILITIES}")
+
+
+@dataclass(frozen=True)
+class TokensConfig:
+    """Playback and participant tokens the proxy mints itself (docs/tokens.md)."""
+
+    keys: tuple[TokenKey, ...] = ()
+    # Sidecar mode serves the mint operations only when this is true (a gateway does when keys exist).
+    sidecar_minting: bool = False
+    playback_lifetime_seconds: int = 300  # when a request gives none
+    participant_duration_minutes: int = 60  # when a request gives none
+    stage_cache_seconds: float = 300.0  # GetStage answers (endpoints) and GetChannel (playback URL)
+    callers: Mapping[str, TokenCaps] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_callers(self.callers, "tokens.callers")
+        arns = [key.arn for key in self.keys]
+        if len(arns) != len(set(arns)):
+            raise ConfigError("tokens.keys", "an arn is listed twice")
+        if not 1 <= self.playback_lifetime_seconds <= 86400:
+            raise ConfigError("tokens.playback_lifetime_seconds", "must be 1 to 86400")
+        if not 1 <= self.participant_duration_minutes <= 20160:
+            raise ConfigError("tokens.participant_duration_minutes", "must be 1 to 20160 (IVS's range)")
+        if not 0 <= self.stage_cache_seconds <= 14 * 86400:
+            raise ConfigError("tokens.stage_cache_seconds", "must be 0 to 1209600 (IVS: at most 14 days)")
+
+    def caps(self, caller: str) -> TokenCaps:
+        return self.callers.get(caller) or TokenCaps()
+
+
 @dataclass(frozen=True)
 class EventsConfig:
     """IVS events from an SQS queue to subscribers of GET /_ivs-proxy/events (docs/events.md)."""
@@ -394,6 +477,7 @@ class ProxyConfig:
     policy: PolicyConfig = PolicyConfig()
     rate_limits: RateLimitsConfig = RateLimitsConfig()
     redis: RedisConfig = RedisConfig()
+    tokens: TokensConfig = TokensConfig()
     events: EventsConfig = EventsConfig()
     # Processes serving `listen` (docs/operating.md): 1, N, or "auto" (the CPUs this
     # process may use). Kept as given; `proxy/serve/workers.py` resolves "auto" when serving.
@@ -481,6 +565,9 @@ def config_warnings(config: ProxyConfig) -> list[tuple[str, str]]:
             f"{limits.max_inflight_requests} exceeds upstream.max_connections ({upstream.max_connections}): "
             "requests past the pool would wait unseen for a pooled connection and spend their attempt timeout "
             "there; lower it, or raise upstream.max_connections")))
+    if config.tokens.keys and config.mode == "sidecar" and not config.tokens.sidecar_minting:
+        warnings.append(("tokens.keys", ("sidecar mode does not mint tokens unless tokens.sidecar_minting is "
+                                         "true: the keys are not used")))
     return warnings
 
 

@@ -1,4 +1,5 @@
-"""Calls the proxy makes on its own behalf to AWS JSON-protocol services (KMS, SQS).
+"""Calls the proxy makes on its own behalf to AWS JSON-protocol services (KMS, SQS), and
+to the IVS rest-json operations it needs itself (GetStage, GetChannel: `AwsRestJsonClient`).
 
 Off the request path, but held to the request path's rules: the proxy's own short-lived
 credentials (`CredentialStore`), its own SigV4 signer, the endpoint an SDK would use
@@ -112,19 +113,67 @@ class AwsJsonClient:
         response = await self._upstream.send(
             "POST", endpoint.url_for("/"), {**headers, **dict(signed.items())}, body, timeout=timeout
         )
-        answer = await _read_whole(response)
-        if response.status >= 300:
-            raise AwsCallFailed(self.service, operation, response.status,
-                                *_error_of(response.headers, answer))
-        try:
-            decoded = json.loads(answer) if answer else {}
-        except ValueError:
-            raise UpstreamUnreachable(f"{self.service} answered {operation} with a body that is not JSON",
-                                      kind="malformed") from None
-        if not isinstance(decoded, dict):
-            raise UpstreamUnreachable(f"{self.service} answered {operation} with JSON that is not an object",
-                                      kind="malformed")
-        return decoded
+        return _decoded(self.service, operation, response.status, response.headers, await _read_whole(response))
+
+
+class AwsRestJsonClient:
+    """The rest-json operations whose whole input is a JSON body on a fixed path (IVS's
+    `POST /GetStage {"arn": ...}`), e.g. `AwsRestJsonClient("ivs-realtime", ...)`. The
+    method and path come from the botocore model; the endpoint, signer and credentials
+    are the proxy's own, as for `AwsJsonClient`."""
+
+    def __init__(
+        self,
+        service: str,
+        endpoints: EndpointTable,
+        credentials: CredentialStore,
+        upstream: Upstream,
+        *,
+        clock: Clock = utc_now,
+        signer: SigV4Signer | None = None,
+    ) -> None:
+        self.service = service
+        self._operations = create_loader().load_service_model(service, "service-2")["operations"]
+        self._endpoints = endpoints
+        self._credentials = credentials
+        self._upstream = upstream
+        self._clock = clock
+        self._signer = signer or SigV4Signer()
+
+    async def call(
+        self, operation: str, params: Mapping[str, Any], *, region: str, timeout: float | None = None
+    ) -> dict[str, Any]:
+        http = self._operations[operation]["http"]
+        if "{" in http["requestUri"]:
+            raise ValueError(f"{self.service} {operation} takes path parameters; not a body-only operation")
+        endpoint = self._endpoints.lookup(self.service, region)
+        body = json.dumps(params, separators=(",", ":")).encode()
+        headers = {"Content-Type": "application/json"}
+        path = endpoint.base_path + http["requestUri"]
+        signed = self._signer.sign(
+            method=http["method"], host=endpoint.host, path=path, query="", headers=headers, body=body,
+            service=endpoint.signing_name, region=endpoint.signing_region,
+            credentials=self._credentials.current(), now=self._clock(),
+        )
+        response = await self._upstream.send(
+            http["method"], endpoint.url_for(http["requestUri"]), {**headers, **dict(signed.items())}, body,
+            timeout=timeout,
+        )
+        return _decoded(self.service, operation, response.status, response.headers, await _read_whole(response))
+
+
+def _decoded(service: str, operation: str, status: int, headers: Mapping[str, str], answer: bytes) -> dict[str, Any]:
+    if status >= 300:
+        raise AwsCallFailed(service, operation, status, *_error_of(headers, answer))
+    try:
+        decoded = json.loads(answer) if answer else {}
+    except ValueError:
+        raise UpstreamUnreachable(f"{service} answered {operation} with a body that is not JSON",
+                                  kind="malformed") from None
+    if not isinstance(decoded, dict):
+        raise UpstreamUnreachable(f"{service} answered {operation} with JSON that is not an object",
+                                  kind="malformed")
+    return decoded
 
 
 async def _read_whole(response: UpstreamResponse) -> bytes:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import signal
 import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import botocore.exceptions
 import botocore.session
@@ -89,6 +91,11 @@ def add_dev_command(commands: argparse._SubParsersAction) -> None:  # type: igno
         "to SDKs on this machine (the container credentials contract)",
     )
     dev.add_argument(
+        "--token-key", action="append", default=[], metavar="ARN=PRIVATE_KEY_FILE",
+        help="mint tokens with this local P-384 key for the IVS playback-key or public-key ARN "
+        "(repeat for both kinds; replaces tokens.keys of --config; docs/tokens.md)",
+    )
+    dev.add_argument(
         "--credentials-listen",
         default=DEFAULT_CREDENTIALS_LISTEN,
         help=f"credential endpoint, loopback only (default {DEFAULT_CREDENTIALS_LISTEN})",
@@ -110,7 +117,7 @@ class DevPlan:
 
 def plan(args: argparse.Namespace, env: Mapping[str, str]) -> DevPlan:
     """Flags and config checked and combined; ConfigError (exit 2) for anything wrong."""
-    overrides = {
+    overrides: dict[str, Any] = {
         "listen": args.listen,
         "admin_listen": args.admin_listen,
         "region": args.region,
@@ -119,7 +126,14 @@ def plan(args: argparse.Namespace, env: Mapping[str, str]) -> DevPlan:
         "credentials.profile": args.profile,
         "credentials.role_arn": args.role_arn,
     }
+    for i, pair in enumerate(getattr(args, "token_key", [])):
+        arn, sep, path = pair.partition("=")
+        if not sep or not path:
+            raise ConfigError(f"--token-key[{i}]", "must be ARN=PRIVATE_KEY_FILE")
+        overrides.setdefault("tokens.keys", []).append({"arn": arn, "private_key_file": path})
     config = load_config(args.config, overrides)
+    if config.tokens.keys:  # the dev proxy is the developer's own: keys given mean "mint"
+        config = dataclasses.replace(config, tokens=dataclasses.replace(config.tokens, sidecar_minting=True))
     profile = config.credentials.profile or env.get("AWS_PROFILE")
     if profile is not None:
         try:

@@ -55,6 +55,7 @@ class Gateway:
     authenticator: Authenticator | None = None
     policy: PolicySet | None = None
     own_access: OwnAccess = field(default_factory=OwnAccess)  # the proxy's own operations
+    sighup: tuple[Callable[[], None], ...] = ()  # what SIGHUP re-reads (app.py installs one handler for all)
     shared: SharedState | None = field(default=None, repr=False)
 
 
@@ -83,13 +84,13 @@ def build_gateway(config: ProxyConfig, env: Mapping[str, str], catalog: Catalog,
     if limits.active:
         limiter = RateLimiter(limits, LocalBuckets(), shared)
         admission.append(RateLimit(limiter, lambda caller: metrics.throttled.labels(caller).inc()))
-    contexts = [ctx for ctx in (_sighup_reload(bearer, metrics) if bearer and auth.bearer.tokens_file else None,
-                                _shared_state(shared) if shared else None) if ctx is not None]
+    contexts = [_shared_state(shared)] if shared else []
+    sighup = (_bearer_reload(bearer, metrics),) if bearer and auth.bearer.tokens_file else ()
     _warn_about_gaps(config, authenticator, policy)
     return Gateway(
         head=(Authenticate(authenticator, audit),), body=body, admission=tuple(admission), contexts=tuple(contexts),
         needs_peer_certificate=bool(config.tls.client_ca_file),
-        authenticator=authenticator, policy=policy, shared=shared,
+        authenticator=authenticator, policy=policy, shared=shared, sighup=sighup,
         own_access=OwnAccess(authenticator if auth.configured else None, verifier, policy, audit),
     )
 
@@ -124,7 +125,7 @@ def _warn_about_gaps(config: ProxyConfig, authenticator: Authenticator, policy: 
         log.warning("bearer_tokens_without_tls", effect="tokens cross the network in clear text unless a mesh encrypts it")
 
 
-def _sighup_reload(bearer: BearerTokens, metrics: Metrics) -> AppContext:
+def _bearer_reload(bearer: BearerTokens, metrics: Metrics) -> Callable[[], None]:
     def reload() -> None:
         try:
             count = bearer.reload()
@@ -135,7 +136,16 @@ def _sighup_reload(bearer: BearerTokens, metrics: Metrics) -> AppContext:
         metrics.token_reloads.labels("success").inc()
         log.info("bearer_tokens_reloaded", tokens=count)
 
-    async def on_sighup(_: object) -> AsyncIterator[None]:
+    return reload
+
+
+def on_sighup(reloads: tuple[Callable[[], None], ...]) -> AppContext:
+    """One SIGHUP handler running every reload (a loop holds one handler per signal)."""
+    def reload() -> None:
+        for each in reloads:
+            each()
+
+    async def sighup_handler(_: object) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
         installed = False
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
@@ -145,7 +155,7 @@ def _sighup_reload(bearer: BearerTokens, metrics: Metrics) -> AppContext:
         if installed:
             loop.remove_signal_handler(signal.SIGHUP)
 
-    return on_sighup
+    return sighup_handler
 
 
 def _shared_state(shared: SharedState) -> AppContext:

@@ -182,6 +182,10 @@ class Metrics:
             "ivs_proxy_events_delayed", "1 while events wait in the queue: SQS failing, or the store "
             "(Redis) down; API calls are unaffected.", registry=r, multiprocess_mode="livemax",
         )
+        self.tokens_minted = Counter(
+            "ivs_proxy_tokens_minted", "Playback and participant token requests, by kind (playback, participant) "
+            "and outcome (minted, refused: 4xx, failed: 5xx).", ["kind", "outcome"], registry=r,
+        )
         self.build_info = Gauge(
             "ivs_proxy_build_info", "Always 1; the labels say what is running.",
             ["version", "botocore_version"], registry=r, multiprocess_mode="livemax",  # one series, not one per worker

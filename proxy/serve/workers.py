@@ -306,9 +306,10 @@ class Supervisor:
             log.info("stopping", reason=reason, workers=sum(slot.running for slot in self.slots))
 
     def _sighup(self) -> None:
-        # Only a worker with a bearer tokens file handles SIGHUP; to the others it is fatal.
-        if self.config.auth.bearer.tokens_file is None:
-            log.info("sighup_ignored", detail="no auth.bearer.tokens_file to reload")
+        # Only a worker with files to re-read handles SIGHUP; to the others it is fatal.
+        pem_keys = any(key.private_key_file for key in self.config.tokens.keys)
+        if self.config.auth.bearer.tokens_file is None and not pem_keys:
+            log.info("sighup_ignored", detail="no auth.bearer.tokens_file or tokens.keys private_key_file to reload")
             return
         for slot in self.slots:
             self._signal(slot, signal.SIGHUP)

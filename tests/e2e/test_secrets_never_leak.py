@@ -90,3 +90,64 @@ async def test_no_secret_in_logs_metrics_or_errors(aiohttp_client, recording) ->
         assert secret not in scrape
         for answer in answers:
             assert secret.encode() not in answer
+
+
+async def test_no_minted_token_signature_or_key_in_logs_metrics_or_errors(aiohttp_client, aiohttp_server,
+                                                                           tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from cryptography.hazmat.primitives import serialization
+
+    from tests.support.tokens import PLAYBACK_KEY_ARN, PUBLIC_KEY_ARN, IvsLookups, key_files
+
+    lookups = IvsLookups(TEST_CREDENTIALS.secret_key)
+    server = await aiohttp_server(lookups.app())
+    playback, participant = key_files(tmp_path, "playback"), key_files(tmp_path, "participant")
+    lookups.public_keys[PUBLIC_KEY_ARN] = participant.public_pem
+    tokens = {"sidecar_minting": True, "keys": [
+        {"arn": PLAYBACK_KEY_ARN, "private_key_file": str(playback.private)},
+        {"arn": PUBLIC_KEY_ARN, "private_key_file": str(participant.private)}]}
+    stream, stdlib = io.StringIO(), io.StringIO()
+    handler = logging.StreamHandler(stdlib)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    previous_level = root.level
+    root.setLevel(logging.DEBUG)
+    configure_logging("debug", "json", stream)
+    minted: list[str] = []
+    answers: list[bytes] = []
+    try:
+        proxy = proxy_for(str(server.make_url("")).rstrip("/"), {"tokens": tokens})
+        client = await aiohttp_client(proxy.data_app)
+        admin = await aiohttp_client(proxy.admin_app)
+        stage = CHANNEL_ARN.replace("channel", "stage")
+        for path, body in (("/_ivs-proxy/tokens/playback", {"channelArn": CHANNEL_ARN, "viewerId": "v"}),
+                           ("/_ivs-proxy/tokens/participant", {"stageArn": stage, "userId": "u"})):
+            answer = await client.post(path, json=body)
+            assert answer.status == 200
+            minted.append((await answer.json())["token"])
+        for path, body in (("/_ivs-proxy/tokens/playback", {"channelArn": CHANNEL_ARN, "viewerId": "v" * 41}),
+                           ("/_ivs-proxy/tokens/participant", {"stageArn": stage, "attributes": {"k": "v" * 2000}}),
+                           ("/_ivs-proxy/tokens/playback", {"channelArn": CHANNEL_ARN.replace("123456789012", "1")})):
+            refused = await client.post(path, json=body)
+            assert refused.status == 400
+            answers.append(await refused.read())
+        proxy.tokens.reload_keys()  # logs the reload, never the keys
+        scrape = await (await admin.get("/metrics")).text()
+    finally:
+        configure_logging()
+        root.removeHandler(handler)
+        root.setLevel(previous_level)
+
+    key_lines = [line for files in (playback, participant) for line in files.private.read_text().splitlines()
+                 if "-----" not in line]
+    scalars = []
+    for files in (playback, participant):
+        key = serialization.load_pem_private_key(files.private.read_bytes(), None)
+        scalars.append(format(key.private_numbers().private_value, "x"))  # type: ignore[union-attr]
+    secrets = [*minted, *(token.rsplit(".", 1)[1] for token in minted), *key_lines, *scalars]
+    logged = stream.getvalue() + stdlib.getvalue()
+    assert '"event": "token_minted"' in logged and "token_keys_reloaded" in logged
+    for secret in secrets:
+        assert secret not in logged
+        assert secret not in scrape
+        for answer in answers:
+            assert secret.encode() not in answer

@@ -22,6 +22,7 @@ class ProxyProcess:
         args: tuple[str, ...] = (),
         config: Path | None = None,
         show_output: bool = False,
+        output_path: Path | None = None,
     ) -> None:
         self.port = free_port()
         self.admin_port = free_port()
@@ -32,6 +33,7 @@ class ProxyProcess:
         self._args = args
         self._config = config
         self._show_output = show_output
+        self._output_path = output_path
         self.process: subprocess.Popen[str] | None = None
 
     def start(self, wait_ready: bool = True) -> None:
@@ -48,7 +50,11 @@ class ProxyProcess:
         if self._config is not None:
             command += ["--config", str(self._config)]
         # Files, not pipes: a chatty process must never block on a full pipe nobody reads.
-        self._output = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (lives until stop())
+        # A named one (output_path) outlives the process, for someone to read.
+        if self._output_path is not None:
+            self._output = self._output_path.open("w+")
+        else:
+            self._output = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (lives until stop())
         # Append-only: the process (and each of its workers) shares this file's offset with
         # output(), whose seek(0) would otherwise make the next line overwrite the first ones.
         fd = self._output.fileno()

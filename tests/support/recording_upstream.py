@@ -55,7 +55,7 @@ class RecordingUpstream:
         if match:
             record.region, record.service = match["region"], match["service"]
             record.signed_headers = tuple(match["signed"].split(";"))
-            record.signature_valid = self._expected_signature(record, match) == match["signature"]
+            record.signature_valid = expected_signature(record, match, self.secret_key) == match["signature"]
         self.received.append(record)
         return record
 
@@ -65,16 +65,20 @@ class RecordingUpstream:
             await asyncio.sleep(self.delay_seconds)
         return web.Response(status=self.status, body=self.body, headers=self.headers)
 
-    def _expected_signature(self, record: Received, match: re.Match[str]) -> str:
-        signed = {name: record.headers.get(name, "") for name in record.signed_headers}
-        request = AWSRequest(
-            method=record.method,
-            url=f"http://{record.headers['host']}{record.raw_path}",
-            headers=signed,
-            data=record.body,
-        )
-        request.context["timestamp"] = record.headers.get("x-amz-date", "")
-        credentials = Credentials(match["key"], self.secret_key, record.headers.get("x-amz-security-token"))
-        auth = SigV4Auth(credentials, match["service"], match["region"])
-        canonical = auth.canonical_request(request)
-        return auth.signature(auth.string_to_sign(request, canonical), request)
+
+
+def expected_signature(record: Received, match: re.Match[str], secret_key: str) -> str:
+    """The signature botocore computes for what arrived, with the credential scope and
+    signed headers its Authorization header (`AUTH`) names and `secret_key`."""
+    signed = {name: record.headers.get(name, "") for name in match["signed"].split(";")}
+    request = AWSRequest(
+        method=record.method,
+        url=f"http://{record.headers['host']}{record.raw_path}",
+        headers=signed,
+        data=record.body,
+    )
+    request.context["timestamp"] = record.headers.get("x-amz-date", "")
+    credentials = Credentials(match["key"], secret_key, record.headers.get("x-amz-security-token"))
+    auth = SigV4Auth(credentials, match["service"], match["region"])
+    canonical = auth.canonical_request(request)
+    return auth.signature(auth.string_to_sign(request, canonical), request)

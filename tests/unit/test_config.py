@@ -93,3 +93,35 @@ def test_events_with_workers_need_redis() -> None:
     config = load_config(None, {"events.queue_url": "https://sqs.us-west-2.amazonaws.com/123456789012/q",
                                 "workers": 2, "redis.url": "redis://127.0.0.1:6379/0"})
     assert config.events.queue_url and config.workers == 2
+
+
+PLAYBACK_KEY = "arn:aws:ivs:us-west-2:123456789012:playback-key/AbCdEf012345"
+
+
+@pytest.mark.parametrize(("tokens", "words"), [
+    ({"keys": [{"arn": "arn:aws:ivs:us-west-2:123456789012:channel/x", "private_key_file": "/k"}]},
+     "not a playback-key or public-key ARN"),
+    ({"keys": [{"arn": PLAYBACK_KEY}]}, "exactly one of private_key_file, kms_key_id"),
+    ({"keys": [{"arn": PLAYBACK_KEY, "private_key_file": "/k", "kms_key_id": "alias/k"}]}, "exactly one of"),
+    ({"keys": [{"arn": PLAYBACK_KEY, "private_key_file": "/k", "kms_region": "us-west-2"}]}, "only with kms_key_id"),
+    ({"keys": [{"arn": PLAYBACK_KEY, "private_key_file": "/a"}, {"arn": PLAYBACK_KEY, "private_key_file": "/b"}]},
+     "listed twice"),
+    ({"participant_duration_minutes": 20161}, "1 to 20160"),
+    ({"callers": {"app": {"capabilities": ["ADMIN"]}}}, "not one of"),
+    ({"callers": {"app": {"max_lifetime_seconds": 0}}}, "must be positive"),
+])
+def test_a_bad_tokens_section_names_the_key(tokens: dict[str, object], words: str) -> None:
+    with pytest.raises(ConfigError, match=words) as refused:
+        load_config(None, {"tokens": tokens})
+    assert refused.value.key.startswith("tokens")
+
+
+def test_keys_in_a_sidecar_without_sidecar_minting_are_a_warning() -> None:
+    from proxy.config import config_warnings
+
+    config = load_config(None, {"tokens": {"keys": [{"arn": PLAYBACK_KEY, "private_key_file": "/k"}]}})
+    assert config.tokens.keys[0].kind == "playback" and config.tokens.keys[0].region == "us-west-2"
+    assert [key for key, _ in config_warnings(config)] == ["tokens.keys"]
+    enabled = load_config(None, {"tokens": {"sidecar_minting": True,
+                                            "keys": [{"arn": PLAYBACK_KEY, "private_key_file": "/k"}]}})
+    assert config_warnings(enabled) == []

@@ -1,10 +1,15 @@
 """The docs (README.md, docs/*.md, CHANGELOG.md) kept honest mechanically: every repository
 path they name exists and every link into a Markdown file lands on a heading; every
 `ivs_proxy_*` metric they name is exported, with the labels they give it; every
-`ivs-proxy ...` command line in a fenced block parses with the CLI's own parser.
+`ivs-proxy ...` command line in a fenced block parses with the CLI's own parser. And what
+the code, configs and manifests say about the docs: pointers into them land on a heading,
+in-cluster URLs are the Service the manifests create, single lists (upstream error kinds)
+match the code.
 
-Other doc checks live beside what they check: the retry rules' table in
-tests/unit/aws/test_retries.py, the deploy walk-throughs in tests/unit/test_deploy.py.
+The site and its generated or code-checked pages (configuration, troubleshooting):
+tests/unit/test_docs_pages.py. Other doc checks live beside what they check: the retry
+rules' table in tests/unit/aws/test_retries.py, the deploy walk-throughs in
+tests/unit/test_deploy.py.
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
 from proxy.cli import _parser as cli_parser
+from proxy.model.input_errors import unknown_member
 from proxy.observe.metrics import Metrics, SupervisorMetrics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -204,3 +211,82 @@ def test_every_aws_cli_command_a_doc_shows_names_its_region(doc: Path) -> None:
         and not any(a.startswith(("AWS_REGION=", "AWS_DEFAULT_REGION=")) for a in assignments)
     ]
     assert regionless == []
+
+
+# --- What the code, configs and manifests say about the docs -----------------------------
+
+POINTERS = [*sorted(REPO.glob("config/*.yaml")), *sorted(REPO.glob("deploy/**/*.yaml")),
+            *sorted(REPO.glob("proxy/**/*.py")), *sorted(REPO.glob("scripts/*.py")),
+            REPO / "Dockerfile", REPO / "Makefile"]
+
+
+@pytest.mark.parametrize("source", POINTERS, ids=[str(p.relative_to(REPO)) for p in POINTERS])
+def test_every_doc_a_file_points_to_has_that_heading(source: Path) -> None:
+    """`docs/resilience.md#retries` in a config comment, a manifest or a docstring is a page
+    with that heading: a reader sent there finds what was promised."""
+    broken = [
+        page + anchor
+        for page, anchor in re.findall(r"\b(docs/[\w-]+\.md)(#[\w-]+)?", source.read_text())
+        if not (REPO / page).exists() or (anchor and anchor[1:] not in anchors(REPO / page))
+    ]
+    assert broken == []
+
+
+def metrics_table_row(metric: str) -> str:
+    rows = [line for line in (REPO / "docs" / "operating.md").read_text().splitlines()
+            if line.startswith(f"| `{metric}")]
+    assert len(rows) == 1, metric
+    return rows[0]
+
+
+def test_the_upstream_error_kinds_are_listed_once_as_the_code_emits_them() -> None:
+    """One list, the metrics table's; it names exactly the `kind=` values proxy/ can raise."""
+    emitted = {kind for source in REPO.glob("proxy/**/*.py")
+               for kind in re.findall(r"\bkind=\"(\w+)\"", source.read_text())}
+    assert {"connect", "timeout"} <= emitted
+    listed = set(re.findall(r"`(\w+)` \(", metrics_table_row("ivs_proxy_upstream_errors_total{kind}")))
+    assert listed == emitted
+    elsewhere = [str(doc.relative_to(REPO)) for doc in DOCS if doc.name != "operating.md"
+                 and re.search(r"ivs_proxy_upstream_errors_total\{kind\}` counts `", doc.read_text())]
+    assert elsewhere == []  # others link to the table rather than keep a second list
+
+
+def gateway_service() -> tuple[str, str, set[int]]:
+    """The gateway Service's name, the namespace its kustomization is applied in, its ports."""
+    base = REPO / "deploy" / "kubernetes" / "gateway" / "base"
+    service = yaml.safe_load((base / "service.yaml").read_text())
+    namespaces = set(re.findall(r"kubectl apply -n (\S+) -k deploy/kubernetes/gateway",
+                                (base / "kustomization.yaml").read_text()))
+    assert len(namespaces) == 1
+    return service["metadata"]["name"], namespaces.pop(), {port["port"] for port in service["spec"]["ports"]}
+
+
+CLUSTER_URL = re.compile(r"\bhttps?://([a-z0-9-]+)\.([a-z0-9-]+)\.svc(?:\.cluster\.local)?(?::(\d+))?")
+
+
+@pytest.mark.parametrize("doc", [*DOCS, *POINTERS], ids=[str(p.relative_to(REPO)) for p in [*DOCS, *POINTERS]])
+def test_every_in_cluster_gateway_url_is_the_service_the_manifests_create(doc: Path) -> None:
+    name, namespace, ports = gateway_service()
+    wrong = [match[0] for match in CLUSTER_URL.finditer(doc.read_text())
+             if (match[1], match[2]) != (name, namespace) or not match[3] or int(match[3]) not in ports]
+    assert wrong == []
+
+
+def test_the_readme_names_the_gateway_url() -> None:
+    name, namespace, _ = gateway_service()
+    assert f"http://{name}.{namespace}.svc.cluster.local:8080" in (REPO / "README.md").read_text()
+
+
+def test_what_the_checks_page_promises_for_an_unknown_member_is_what_the_proxy_says() -> None:
+    """A near miss gets "did you mean"; anything else the list of valid members."""
+    names = ("name", "latencyMode", "type", "authorized")
+    near = unknown_member("CreateChannel", names, {}, "Name", "").message
+    far = unknown_member("CreateChannel", names, {}, "colour", "").message
+    assert near.endswith("did you mean `name`?")
+    assert far.endswith("valid members: `name`, `latencyMode`, `type`, `authorized`")
+    row = next(line for line in (REPO / "docs" / "checks.md").read_text().splitlines() if "unknown members" in line)
+    assert '"did you mean `name`?"' in row and "the list of valid members" in row
+
+
+def test_the_readme_stays_a_five_minute_read() -> None:
+    assert len((REPO / "README.md").read_text().splitlines()) <= 200

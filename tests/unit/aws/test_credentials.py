@@ -421,6 +421,8 @@ def test_served_services_policy_allows_only_the_ivs_actions() -> None:
     policy = json.loads(served_services_policy(["ivs", "ivs-realtime", "ivschat"]))
     assert policy["Statement"] == [{"Effect": "Allow", "Action": ["ivs:*", "ivschat:*"], "Resource": "*"}]
     assert json.loads(served_services_policy(["ivs-realtime"]))["Statement"][0]["Action"] == ["ivs:*"]
+    with_kms = json.loads(served_services_policy(["ivs"], ["kms:Sign", "kms:GetPublicKey"]))
+    assert with_kms["Statement"][0]["Action"] == ["ivs:*", "kms:GetPublicKey", "kms:Sign"]
 
 
 @pytest.mark.parametrize("service", sorted(IAM_PREFIXES))

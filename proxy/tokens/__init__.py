@@ -1,0 +1,1 @@
+"""IVS playback and participant tokens minted by the proxy (docs/tokens.md)."""
