@@ -25,13 +25,18 @@ FROM python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
+# The dependencies first, exactly as requirements/runtime.txt pins them (`make lock`), each
+# file checked against its hash: a build next month installs what the tests ran with, and
+# this layer is rebuilt only when the pins change. With the redis extra: gateway replicas
+# share rate limits and the replay window through Redis (redis.url). pip's download cache
+# lives in a BuildKit cache mount: fast rebuilds, never in a layer.
+COPY requirements/runtime.txt ./requirements/
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip wheel --require-hashes --wheel-dir /wheels -r requirements/runtime.txt
+# Then ivs-proxy itself.
 COPY pyproject.toml README.md LICENSE ./
 COPY proxy ./proxy
-# With the redis extra: gateway replicas share rate limits and the replay window through
-# Redis (redis.url). pip's download cache lives in a BuildKit cache mount: fast rebuilds,
-# never in a layer.
-RUN --mount=type=cache,target=/root/.cache/pip \
-    pip wheel --wheel-dir /wheels ".[redis]"
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 # -- runtime: the wheels installed, nothing else added ----------------------------------
 FROM python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE}
@@ -53,7 +58,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 
-# The wheels are bind-mounted from the build stage, so they never land in a layer.
+# The wheels are bind-mounted from the build stage, so they never land in a layer; with no
+# index, pip can install nothing but them: ivs-proxy and the pinned dependencies.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-index --find-links=/wheels "ivs-proxy[redis]==${VERSION}"
 

@@ -1,19 +1,57 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+UV := $(BIN)/uv
+# What gets installed, pinned with hashes: `make lock` writes these from pyproject.toml's
+# dependencies and extras. dev.txt: everything (make install, test, lint, bench); demo.txt:
+# the runtime and the demo's extra only; runtime.txt: the image's (Dockerfile).
+LOCK_DEV := requirements/dev.txt
+LOCK_DEMO := requirements/demo.txt
+LOCK_RUNTIME := requirements/runtime.txt
+LOCK_UV := requirements/uv.txt
+# One stamp per install set: it is redone when pyproject.toml or its lock changes. Installs
+# add to the venv (a demo after the dev set installs nothing); `make clean install` starts over.
+DEV_STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: install demo test lint bench clean js-deps docs
+.PHONY: install demo test lint bench clean js-deps docs lock
 
-install: $(STAMP)
+install: $(DEV_STAMP)
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+# The venv and uv in it (pip installs it, pinned): uv installs the locked sets in seconds,
+# from its cache (~/.cache/uv) when they were downloaded once.
+$(UV): $(LOCK_UV)
+	@echo "==> $(VENV): virtualenv and uv ($(LOCK_UV))"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r $(LOCK_UV)
+	@touch $(UV)
 
-demo: install
+$(DEV_STAMP): $(UV) pyproject.toml $(LOCK_DEV)
+	@echo "==> $(VENV): the dev set from $(LOCK_DEV) (runtime, demo, test, lint, deploy, docs, bench)"
+	$(UV) pip install --python $(BIN)/python --require-hashes -r $(LOCK_DEV)
+	@echo "==> $(VENV): ivs-proxy itself, editable"
+	$(UV) pip install --python $(BIN)/python --no-deps -e .
+	@touch $@ $(DEMO_STAMP)
+
+$(DEMO_STAMP): $(UV) pyproject.toml $(LOCK_DEMO)
+	@echo "==> $(VENV): the demo set from $(LOCK_DEMO) (runtime and demo only)"
+	$(UV) pip install --python $(BIN)/python --require-hashes -r $(LOCK_DEMO)
+	@echo "==> $(VENV): ivs-proxy itself, editable"
+	$(UV) pip install --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+# Re-pins every set from pyproject.toml, keeping the versions already pinned where they still
+# fit (`make lock LOCK_ARGS=--upgrade` takes the newest instead). For every platform
+# (--universal) and Python >= 3.11; demo.txt and runtime.txt are subsets of dev.txt, at its
+# versions. tests/unit/test_packaging.py checks the locks against pyproject.toml.
+COMPILE = $(UV) pip compile --universal --generate-hashes --quiet $(LOCK_ARGS)
+lock: $(UV)
+	$(COMPILE) --python-version 3.11 pyproject.toml --all-extras -o $(LOCK_DEV)
+	$(COMPILE) --python-version 3.11 pyproject.toml --extra demo -c $(LOCK_DEV) -o $(LOCK_DEMO)
+	$(COMPILE) --python-version 3.11 pyproject.toml --extra redis -c $(LOCK_DEV) -o $(LOCK_RUNTIME)
+	$(COMPILE) requirements/uv.in -o $(LOCK_UV)
+
+demo: $(DEMO_STAMP)
 	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
 
 test: install system-deps js-deps

@@ -14,7 +14,14 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from proxy.aws.credential_sources import CallerIdentity, source_from_config
-from proxy.aws.credentials import Clock, CredentialSource, CredentialStore, IdentityLookup, utc_now
+from proxy.aws.credentials import (
+    Clock,
+    CredentialSource,
+    CredentialStore,
+    IdentityLookup,
+    utc_now,
+    what_to_do,
+)
 from proxy.aws.endpoints import EndpointTable
 from proxy.aws.regions import RegionChooser, default_region, offered_regions
 from proxy.aws.regions import botocore_session as config_session
@@ -148,7 +155,8 @@ def build_proxy(
     endpoints = EndpointTable.build(config.services, allowed, env, profile)
     source, identify = credential_source_for(config, env) if credential_source is None else (credential_source, None)
     credentials = CredentialStore(
-        source, clock=clock, allow_long_lived=config.credentials.allow_long_lived_credentials, identify=identify
+        source, clock=clock, allow_long_lived=config.credentials.allow_long_lived_credentials, identify=identify,
+        advice=what_to_do(profile),
     )
     metrics = observe_credentials(Metrics(registry), credentials)
     server_context(config.tls)  # a bad certificate or key stops start-up here, not at bind

@@ -23,7 +23,7 @@ with quick_imports():  # ~80 ms less start-up: see proxy/startup.py
 
     from proxy import __version__
     from proxy.app import build_proxy, check_config, credential_source_for
-    from proxy.aws.credentials import LONG_LIVED_MESSAGE, utc_now
+    from proxy.aws.credentials import LONG_LIVED_MESSAGE, utc_now, what_to_do
     from proxy.aws.regions import offered_regions
     from proxy.config import ProxyConfig, load_config
     from proxy.dev.devmode import add_dev_command, run_dev
@@ -32,7 +32,7 @@ with quick_imports():  # ~80 ms less start-up: see proxy/startup.py
     from proxy.model.catalog import SERVICE_MOUNTS, Catalog
     from proxy.observe.logs import configure_logging
     from proxy.policy import PolicySet
-    from proxy.serve.listener import bound_port, drain_and_close, start_listener
+    from proxy.serve.listener import bind_listener, bound_port, drain_and_close, start_listener
     from proxy.serve.server import STATE
     from proxy.serve.tls import server_context
     from proxy.tokens.command import add_token_command, run_token
@@ -47,7 +47,7 @@ EXIT_RUNTIME = 1
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
 EXAMPLES = {
-    "ivs-proxy": """exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error
+    "ivs-proxy": """exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error (a listen address in use included)
 
 examples:
   ivs-proxy serve --listen 127.0.0.1:8080 --admin-listen 127.0.0.1:9901
@@ -178,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Python flushes stdout again at exit: point it at /dev/null so that flush cannot fail.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
-    except OSError as exc:  # e.g. the port is taken: say so, without a stack trace
+    except OSError as exc:  # e.g. a file that cannot be read: say so, without a stack trace
         print(f"ivs-proxy: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_RUNTIME
     return EXIT_RUNTIME
@@ -203,7 +203,8 @@ def whoami(config: ProxyConfig) -> int:
     try:
         snapshot = source.fetch()
     except Exception as exc:  # noqa: BLE001 (any source failure: report it, exit 1)
-        print(f"ivs-proxy: no usable AWS credentials: {exc}", file=sys.stderr)
+        profile = config.credentials.profile or os.environ.get("AWS_PROFILE")
+        print(f"ivs-proxy: no usable AWS credentials: {exc}; {what_to_do(profile)}", file=sys.stderr)
         return 1
     identity = snapshot.identity or identify(snapshot.credentials)
     if snapshot.expires_at is None:
@@ -333,10 +334,23 @@ async def _run(data_app: web.Application, admin_app: web.Application, config: Pr
     loop.add_signal_handler(signal.SIGINT, functools.partial(drain.request_stop, "SIGINT", skip_delay=True))
     refused = state.metrics.rejected
     listen = functools.partial(start_listener, limits=config.limits, on_refused=lambda r: refused.labels(r).inc())
-    # The data app first: its start-up refuses long-lived keys (exit 2) before anything listens.
-    data = await listen(data_app, config.listen, ssl_context=server_context(config.tls), reuse_port=reuse_port)
+    # Both ports first: a taken one stops start-up at once, before the credential fetch.
+    data_sockets = bind_listener(config.listen, "listen", reuse_port=reuse_port)
     try:
-        admin = await listen(admin_app, config.admin_listen, key="admin_listen")  # plain HTTP for probes
+        admin_sockets = bind_listener(config.admin_listen, "admin_listen")
+    except BaseException:
+        for sock in data_sockets:
+            sock.close()
+        raise
+    # Then the data app: its start-up refuses long-lived keys (exit 2) before anything listens.
+    try:
+        data = await listen(data_app, data_sockets, ssl_context=server_context(config.tls))
+    except BaseException:
+        for sock in admin_sockets:
+            sock.close()
+        raise
+    try:
+        admin = await listen(admin_app, admin_sockets)  # plain HTTP for probes
     except BaseException:
         await data.cleanup()
         raise

@@ -91,10 +91,8 @@ class BotocoreChainSource:
                 raise SourceFailed(
                     self.name,
                     "found no credentials (looked at the environment, shared config and credentials "
-                    "files, SSO, web identity, container credentials and instance metadata); to give it "
-                    "some, run `aws sso login --profile NAME` and start ivs-proxy with AWS_PROFILE=NAME, "
-                    "or attach a role to the instance, task or pod; `ivs-proxy whoami` shows what it finds",
-                )
+                    "files, SSO, web identity, container credentials and instance metadata)",
+                )  # what to do is said by whoever reports it: credentials.what_to_do
             self._resolved = found
         return self._resolved
 

@@ -52,6 +52,18 @@ JITTER = 0.2
 UNKNOWN_LIFETIME = 3600.0
 
 
+def what_to_do(profile: str | None = None) -> str:
+    """What a person can do when the proxy has no credentials to sign with. Every message
+    that says so ends with it: the 503 and `/readyz`, the failed refresh's log line, `whoami`."""
+    name = profile or "NAME"
+    laptop = (f"run `aws sso login --profile {name}`" if profile else
+              "run `aws sso login --profile NAME` and start ivs-proxy with AWS_PROFILE=NAME")
+    return (f"to fix: on a laptop, {laptop} (or `aws configure --profile {name}` for keys, with "
+            "credentials.role_arn); in a pod, task or instance, check the role given to it "
+            "(docs/credentials.md); `ivs-proxy whoami` shows what the chain finds. "
+            "ivs-proxy keeps retrying: no restart needed")
+
+
 LONG_LIVED_MESSAGE = (
     "the AWS credentials found ({source}) are long-lived access keys with no expiry; "
     "ivs-proxy signs only with short-lived credentials. Fix: set credentials.role_arn so the "
@@ -175,8 +187,10 @@ class CredentialStore:
         rng: random.Random | None = None,
         allow_long_lived: bool = False,
         identify: IdentityLookup | None = None,
+        advice: str | None = None,
     ) -> None:
         self._source = source
+        self._advice = advice or what_to_do()
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -212,7 +226,9 @@ class CredentialStore:
         held = self._held
         error = self._last_error
         if held is None:
-            return f"ivs-proxy has no AWS credentials yet ({error or 'the first fetch is still running'})"
+            if error is None:
+                return "ivs-proxy has no AWS credentials yet (the first fetch is still running)"
+            return f"ivs-proxy has no AWS credentials yet ({error}); {self._advice}"
         if held.usable_until is None or self._clock() < held.usable_until:
             return None
         expiry = held.snapshot.expires_at.isoformat() if held.snapshot.expires_at else "?"
@@ -221,7 +237,7 @@ class CredentialStore:
             error = f"a renewal has been waiting on the source for {waited:.1f} s"
         return (
             f"ivs-proxy's AWS credentials from {held.snapshot.source} expire at {expiry} and could "
-            f"not be renewed ({error or 'renewal pending'})"
+            f"not be renewed ({error or 'renewal pending'}); {self._advice}"
         )
 
     def is_valid(self) -> bool:
@@ -347,6 +363,7 @@ class CredentialStore:
             failures=self._failures,
             next_refresh_at=_iso(self._next_at),
             error=self._last_error,
+            **({} if status.valid else {"fix": self._advice}),  # nothing can be signed: say what to do
         )
         for hook in tuple(self.on_refresh):
             try:

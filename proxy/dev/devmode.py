@@ -32,6 +32,7 @@ from proxy.aws.credentials import (
     CredentialSnapshot,
     CredentialSource,
     CredentialStore,
+    what_to_do,
 )
 from proxy.aws.regions import default_region
 from proxy.config import ProxyConfig, load_config
@@ -45,6 +46,7 @@ from proxy.dev.broker import (
 )
 from proxy.errors import ConfigError
 from proxy.observe.logs import configure_logging
+from proxy.serve.listener import bind_listener
 
 log = structlog.get_logger("ivs_proxy.dev")
 
@@ -163,22 +165,24 @@ def run_dev(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> i
     env = os.environ if env is None else env
     dev = plan(args, env)
     check_config(dev.config, env)  # as serve does, before any credentials are fetched
-    proxy_source, broker_source = _sources(dev, env)
-    signing = _first_fetch(proxy_source, dev.profile_name)
-    served = _first_fetch(broker_source, dev.profile_name) if broker_source is not None else None
-    for failure in (signing, served):
-        if isinstance(failure, str):
-            print(f"ivs-proxy dev: {failure}", file=sys.stderr)
-            return 1
-    assert not isinstance(signing, str) and not isinstance(served, str)
-    if signing.expires_at is None and not dev.config.credentials.allow_long_lived_credentials:
-        hint = f". With ivs-proxy dev: --role-arn ARN (a role profile {dev.profile_name} may assume)"
-        raise ConfigError("credentials", LONG_LIVED_MESSAGE.format(source=signing.source) + hint)
+    # The ports next, as serve does: a taken one is reported before an SSO login is asked for.
+    sockets = _bind_all(dev)
     try:
-        sockets = _bind_all(dev)
-    except OSError as exc:
-        print(f"ivs-proxy dev: {exc}", file=sys.stderr)
-        return 1
+        proxy_source, broker_source = _sources(dev, env)
+        signing = _first_fetch(proxy_source, dev.profile_name)
+        served = _first_fetch(broker_source, dev.profile_name) if broker_source is not None else None
+        for failure in (signing, served):
+            if isinstance(failure, str):
+                print(f"ivs-proxy dev: {failure}", file=sys.stderr)
+                return 1
+        assert not isinstance(signing, str) and not isinstance(served, str)
+        if signing.expires_at is None and not dev.config.credentials.allow_long_lived_credentials:
+            hint = f". With ivs-proxy dev: --role-arn ARN (a role profile {dev.profile_name} may assume)"
+            raise ConfigError("credentials", LONG_LIVED_MESSAGE.format(source=signing.source) + hint)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
     configure_logging(dev.config.log.level, dev.config.log.format)
     apps, broker = _apps(dev, env, broker_source, sockets)
 
@@ -208,9 +212,17 @@ def _sources(dev: DevPlan, env: Mapping[str, str]) -> tuple[CredentialSource, Cr
 
 
 def _bind_all(dev: DevPlan) -> list[socket.socket]:
-    sockets = [_bind(dev.listen, "listen"), _bind(dev.admin_listen, "admin_listen")]
+    wanted = [(dev.listen, "listen"), (dev.admin_listen, "admin_listen")]
     if dev.credentials_listen is not None:
-        sockets.append(_bind(dev.credentials_listen, "--credentials-listen"))
+        wanted.append((dev.credentials_listen, "--credentials-listen"))
+    sockets: list[socket.socket] = []
+    try:
+        for address, key in wanted:
+            sockets.append(_bind(address, key))
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
     return sockets
 
 
@@ -222,7 +234,7 @@ def _apps(
     stores = [proxy.state.credentials]
     broker = None
     if broker_source is not None:
-        broker = Broker(CredentialStore(broker_source), new_token(), *sockets[2].getsockname()[:2])
+        broker = Broker(CredentialStore(broker_source, advice=what_to_do(dev.profile_name)), new_token(), *sockets[2].getsockname()[:2])
         apps.append(create_broker_app(broker))
         stores.append(broker.store)
     for store in stores:
@@ -313,14 +325,7 @@ def _login_hint(store: CredentialStore, profile: str) -> Callable[[str, float], 
 
 
 def _bind(address: tuple[str, int], key: str) -> socket.socket:
-    host, port = address
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise OSError(f"cannot listen on {url_host(*address)} ({key}): {exc.strerror}") from None
+    (sock,) = bind_listener(url_host(*address), key)  # a loopback IP: one socket
     return sock
 
 

@@ -139,18 +139,29 @@ class HeaderPolicy:
             return {key: values for key, values in query_params.items() if key not in signing}
         raise CallerSigningMaterial(
             f"query parameter {signing[0][:40]} carries signing or credential material; the proxy signs "
-            "requests itself, so send them unsigned (not presigned)"
+            f"requests itself, so send them unsigned (not presigned){STRIP_ADVICE}"
         )
 
     def _caller_signing_material(self, raw_name: str, name: str, value: str) -> None:
-        strippable = name != "authorization" or value.startswith("AWS4-HMAC-SHA256 ")
-        if self._options.strip_caller_signature and name in SIGV4_HEADERS and strippable:
+        strippable = name in SIGV4_HEADERS and (name != "authorization" or value.startswith("AWS4-HMAC-SHA256 "))
+        if self._options.strip_caller_signature and strippable:
             return
         raise CallerSigningMaterial(
             f"header {raw_name} carries signing or credential material; the proxy signs requests "
-            "itself, so send them unsigned (e.g. botocore Config(signature_version=UNSIGNED), "
-            "aws --no-sign-request)"
+            f"itself, so send them unsigned ({UNSIGNED_ADVICE}){STRIP_ADVICE if strippable else ''}"
         )
+
+
+#: How each SDK the docs show sends a request unsigned (README.md: Pointing an app at it).
+UNSIGNED_ADVICE = (
+    "boto3/botocore: Config(signature_version=UNSIGNED); AWS CLI: --no-sign-request; JavaScript SDK v3: "
+    "a client with signer: { sign: async (request) => request }; Go SDK v2: aws.AnonymousCredentials{}"
+)
+#: For a SigV4 signature (placeholder keys): the proxy can drop it instead of refusing.
+STRIP_ADVICE = (
+    "; or, for an SDK that cannot, sign with placeholder keys and run the proxy with "
+    "headers.strip_caller_signature: true, which drops the caller's SigV4 and signs afresh"
+)
 
 
 def _media_ranges(value: str) -> list[tuple[str, float]]:

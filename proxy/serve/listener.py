@@ -18,6 +18,8 @@ tests/e2e/test_resilience_hostile.py fails if a new aiohttp changes them.
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -28,7 +30,7 @@ from aiohttp.http_exceptions import HttpProcessingError, InvalidHeader, LineTooL
 from aiohttp.web_protocol import RequestHandler
 
 from proxy.config import LimitsConfig, parse_host_port
-from proxy.errors import MalformedRequest
+from proxy.errors import ConfigError, MalformedRequest
 from proxy.serve.drain import first_of
 from proxy.serve.server import ProxyState, error_response
 
@@ -165,18 +167,53 @@ class _GuardedRunner(web.AppRunner):
         return server
 
 
+#: The flag that sets each listener's address, for the message when it is taken.
+_FLAGS = {"listen": "--listen", "admin_listen": "--admin-listen"}
+
+
+def bind_listener(address: str, key: str = "listen", *, reuse_port: bool = False) -> list[socket.socket]:
+    """The sockets `address` is served on, bound but not yet listening: one for each address
+    HOST resolves to, with the options asyncio's `create_server` sets. `serve` binds them
+    before its start-up runs, so a taken port is reported at once, not after a credential
+    fetch that may take seconds. `reuse_port`: beside other processes (SO_REUSEPORT, `workers:`).
+
+    Raises ConfigError (exit code 2, as for any address this machine cannot serve): which
+    listener, where, why, and for a port in use, what to do."""
+    host, port = parse_host_port(address, key)
+    sockets: list[socket.socket] = []
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, proto, _, where in dict.fromkeys(found):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart need not wait for TIME_WAIT
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(where)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        reason = (exc.strerror or str(exc)).lower()
+        if exc.errno == errno.EADDRINUSE:
+            flag = _FLAGS.get(key)
+            reason += (": another process listens there; stop it or choose another port "
+                       f"({f'{flag} or {key}:' if flag else key})")
+        raise ConfigError(key, f"cannot listen on {address}: {reason}") from None
+    return sockets
+
+
 async def start_listener(
     app: web.Application,
-    address: str,
+    sockets: list[socket.socket],
     limits: LimitsConfig,
     *,
     on_refused: Refused | None = None,
     ssl_context: ssl.SSLContext | None = None,
-    key: str = "listen",
-    reuse_port: bool = False,
 ) -> web.AppRunner:
-    """Start `app` (its startup and cleanup contexts included) listening on `address`;
-    `reuse_port`: beside other processes on the same address (SO_REUSEPORT, `workers:`)."""
+    """Start `app` (its startup and cleanup contexts included), then listen on `sockets`
+    (from `bind_listener`), which it owns from here on, in success and failure alike."""
     runner = _GuardedRunner(
         app,
         access_log=None,
@@ -190,12 +227,19 @@ async def start_listener(
         # Used only after our own drain: handlers still writing their last bytes.
         shutdown_timeout=CUT_OFF_GRACE_SECONDS,
     )
-    await runner.setup()
-    host, port = parse_host_port(address, key)
     try:
-        await web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_port=reuse_port or None).start()
+        await runner.setup()
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    try:
+        for sock in sockets:
+            await web.SockSite(runner, sock, ssl_context=ssl_context).start()
     except BaseException:
         await runner.cleanup()
+        for sock in sockets:
+            sock.close()
         raise
     return runner
 

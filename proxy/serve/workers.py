@@ -55,7 +55,7 @@ from proxy.defaults import SHUTDOWN_MARGIN_SECONDS
 from proxy.errors import ConfigError
 from proxy.observe.logs import ACCESS_LOG
 from proxy.observe.metrics import Metrics, SupervisorMetrics
-from proxy.serve.listener import CUT_OFF_GRACE_SECONDS, start_listener
+from proxy.serve.listener import CUT_OFF_GRACE_SECONDS, bind_listener, start_listener
 from proxy.serve.server import is_loopback_peer, loop_lag
 
 log = structlog.get_logger("ivs_proxy")
@@ -210,17 +210,10 @@ def supervise(config: ProxyConfig, count: int, config_file: str | None) -> int:
 def reserve_port(address: str) -> tuple[socket.socket, str]:
     """Bind (not listen) an SO_REUSEPORT socket to `address`: the workers' listeners join it
     on the same port; it takes no connections itself. Returns it and the concrete address."""
-    host, port = parse_host_port(address)
-    family, kind, proto, _, where = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                       flags=socket.AI_PASSIVE)[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(where)
-    except OSError as exc:  # worded as a single process's listener words it (asyncio)
-        sock.close()
-        raise OSError(exc.errno, f"error while attempting to bind on address {where!r}: "
-                                 f"{(exc.strerror or str(exc)).lower()}") from None
+    host, _ = parse_host_port(address)
+    sock, *others = bind_listener(address, "listen", reuse_port=True)
+    for other in others:  # the workers listen on the first address HOST resolves to
+        other.close()
     bound = sock.getsockname()[1]
     return sock, f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"
 
@@ -278,8 +271,8 @@ class Supervisor:
         loop.add_signal_handler(signal.SIGTERM, self.request_stop, "SIGTERM", signal.SIGTERM)
         loop.add_signal_handler(signal.SIGINT, self.request_stop, "SIGINT", signal.SIGINT)
         loop.add_signal_handler(signal.SIGHUP, self._sighup)
-        admin = await start_listener(self.admin_app(), self.config.admin_listen, self.config.limits,
-                                     key="admin_listen")
+        admin = await start_listener(self.admin_app(), bind_listener(self.config.admin_listen, "admin_listen"),
+                                     self.config.limits)
         self._probe = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WORKER_PROBE_TIMEOUT_SECONDS))
         log.info("supervising", workers=len(self.slots), listen=self.listen, admin_listen=self.config.admin_listen,
                  metrics_dir=str(self.run_dir))

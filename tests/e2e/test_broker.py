@@ -283,15 +283,26 @@ def test_access_keys_without_a_role_are_refused_with_the_fix(
     assert "Traceback" not in result.stderr
 
 
-def test_a_taken_port_is_a_runtime_failure(moto: MotoServer, tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+def test_a_taken_port_is_reported_before_the_profile_is_asked(
+        moto: MotoServer, tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    # A profile whose credential source leaves a mark: it must not have been asked.
+    env = developer_env(moto, tmp_path)
+    fetched = tmp_path / "fetched"
+    with open(env["AWS_CONFIG_FILE"], "a") as config:
+        config.write(f"[profile marked]\ncredential_process = /bin/sh -c 'touch {fetched}; exit 1'\n")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         address = f"127.0.0.1:{taken.getsockname()[1]}"
-        result = run_cli(developer_env(moto, tmp_path), "dev", "--profile", "dev", "--role-arn", moto.role_arn,
-                         "--listen", address, "--admin-listen", f"127.0.0.1:{free_port()}")  # fmt: skip
-    assert result.returncode == 1
-    assert f"cannot listen on {address} (listen)" in result.stderr and "Traceback" not in result.stderr
+        result = run_cli(env, "dev", "--profile", "marked", "--listen", address,
+                         "--admin-listen", f"127.0.0.1:{free_port()}")  # fmt: skip
+    assert result.returncode == 2
+    assert f"configuration error: listen: cannot listen on {address}: address already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not fetched.exists()
+    free = ["--listen", f"127.0.0.1:{free_port()}", "--admin-listen", f"127.0.0.1:{free_port()}"]
+    assert run_cli(env, "dev", "--profile", "marked", *free).returncode == 1  # ports free: it asks, and fails
+    assert fetched.exists()
 
 
 def test_unknown_profile_is_a_usage_error(moto: MotoServer, tmp_path: Path, run_cli: Callable[..., Result]) -> None:

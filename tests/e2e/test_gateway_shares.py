@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from proxy.serve.listener import bound_port, start_listener
+from proxy.serve.listener import bind_listener, bound_port, start_listener
 from tests.support.gateway import CHAT, VIDEO, Team, gateway_for, gateway_settings
 
 
@@ -19,7 +19,7 @@ async def test_a_team_cannot_take_more_than_its_share_of_body_reads(recording) -
     _, server = recording
     settings = gateway_settings(limits={"body_grace_seconds": 3.0, "max_body_reads": 4, "max_share_per_caller": 0.5})
     proxy = gateway_for(str(server.make_url("")).rstrip("/"), settings)
-    runner = await start_listener(proxy.data_app, "127.0.0.1:0", proxy.config.limits)
+    runner = await start_listener(proxy.data_app, bind_listener("127.0.0.1:0"), proxy.config.limits)
     port = bound_port(runner)
     writers = []
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -201,3 +202,54 @@ async def test_strip_caller_signature_removes_sigv4_query_parameters(aiohttp_cli
     (received,) = upstream.received
     assert received.raw_path == "/ListChannels?newMember=1"
     assert received.signature_valid
+
+
+# The AWS SDK for JavaScript v3 with placeholder keys and its own signer: the obvious attempt.
+PLACEHOLDER_KEYS_JS = """
+import { IvsClient, ListChannelsCommand } from "@aws-sdk/client-ivs";
+const client = new IvsClient({ region: "us-west-2", endpoint: process.env.PROXY_URL, maxAttempts: 1,
+                               credentials: { accessKeyId: "placeholder", secretAccessKey: "placeholder" } });
+try {
+  const answer = await client.send(new ListChannelsCommand({}));
+  console.log(JSON.stringify({ ok: true, channels: answer.channels }));
+} catch (error) {
+  console.log(JSON.stringify({ ok: false, status: error.$metadata?.httpStatusCode, message: error.message }));
+}
+"""
+
+
+async def placeholder_keys_js(node: str, url: str) -> dict:  # type: ignore[type-arg]
+    from tests.e2e.test_multi_region import JS_TESTS
+
+    # From stdin, an ES module resolves its imports from the working directory: tests/js.
+    process = await asyncio.create_subprocess_exec(
+        node, "--input-type=module", "-", cwd=JS_TESTS, env={"PATH": os.environ["PATH"], "PROXY_URL": url},
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(PLACEHOLDER_KEYS_JS.encode()), 60)
+    assert process.returncode == 0, err.decode()[-2000:]
+    return json.loads(out.decode().strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+async def test_a_javascript_sdk_signing_with_placeholder_keys_is_told_both_ways_out(
+        aiohttp_client, recording) -> None:  # type: ignore[no-untyped-def]
+    from tests.e2e.test_multi_region import node_with_the_sdk
+
+    node = node_with_the_sdk()
+    upstream, server = recording
+    upstream_url = str(server.make_url("")).rstrip("/")
+    refusing = await aiohttp_client(proxy_for(upstream_url).data_app)
+    answer = await placeholder_keys_js(node, str(refusing.make_url("")).rstrip("/"))
+    assert (answer["ok"], answer.get("status")) == (False, 400), answer
+    message = answer["message"]
+    assert "carries signing or credential material; the proxy signs requests itself" in message
+    assert "JavaScript SDK v3: a client with signer: { sign: async (request) => request }" in message
+    assert "headers.strip_caller_signature: true" in message
+    assert "placeholder" not in message.replace("placeholder keys", "")  # nothing of the key echoed
+    assert upstream.received == []
+
+    # The second way out: the proxy drops the SDK's signature and signs afresh.
+    stripping = await aiohttp_client(proxy_for(upstream_url, {"headers": {"strip_caller_signature": True}}).data_app)
+    answer = await placeholder_keys_js(node, str(stripping.make_url("")).rstrip("/"))
+    assert answer["ok"] is True, answer
+    (received,) = upstream.received
+    assert received.signature_valid and "placeholder" not in received.headers["authorization"]

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from proxy.app import Proxy
-from proxy.serve.listener import bound_port, start_listener
+from proxy.serve.listener import bind_listener, bound_port, start_listener
 from tests.support.inprocess import proxy_for
 from tests.support.recording_upstream import RecordingUpstream
 
@@ -94,7 +94,7 @@ async def served(recording) -> AsyncIterator[tuple[Proxy, int]]:  # type: ignore
     _, server = recording
     proxy = proxy_for(str(server.make_url("")).rstrip("/"), LIMITS)
     rejected = proxy.state.metrics.rejected
-    runner = await start_listener(proxy.data_app, "127.0.0.1:0", proxy.config.limits,
+    runner = await start_listener(proxy.data_app, bind_listener("127.0.0.1:0"), proxy.config.limits,
                                   on_refused=lambda reason: rejected.labels(reason).inc())
     yield proxy, bound_port(runner)
     await runner.cleanup()
@@ -223,7 +223,7 @@ async def paced(recording) -> AsyncIterator[tuple[Proxy, int]]:  # type: ignore[
         "limits.body_timeout_seconds": 5.0, "limits.body_grace_seconds": 1.5,
         "limits.body_min_rate_bytes_per_second": 100, "limits.max_body_reads": 1,
     })
-    runner = await start_listener(proxy.data_app, "127.0.0.1:0", proxy.config.limits)
+    runner = await start_listener(proxy.data_app, bind_listener("127.0.0.1:0"), proxy.config.limits)
     yield proxy, bound_port(runner)
     await runner.cleanup()
 
@@ -292,7 +292,7 @@ async def test_one_client_address_cannot_take_more_than_its_share_of_body_reads(
     proxy = proxy_for(str(server.make_url("")).rstrip("/"), {
         "limits.body_grace_seconds": 3.0, "limits.max_body_reads": 4, "limits.max_share_per_caller": 0.5,
     })
-    runner = await start_listener(proxy.data_app, "127.0.0.1:0", proxy.config.limits)
+    runner = await start_listener(proxy.data_app, bind_listener("127.0.0.1:0"), proxy.config.limits)
     port = bound_port(runner)
     writers = []
     try:

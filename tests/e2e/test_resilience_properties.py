@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from proxy.errors import MESSAGE_PREFIX
 from proxy.model.catalog import SERVICE_MOUNTS, Catalog, Operation
-from proxy.serve.listener import bound_port, start_listener
+from proxy.serve.listener import bind_listener, bound_port, start_listener
 from tests.support.inprocess import TEST_CREDENTIALS, proxy_for
 from tests.support.recording_upstream import RecordingUpstream
 
@@ -48,7 +48,7 @@ def served() -> Iterator[Served]:
         await site.start()
         proxy = proxy_for(f"http://127.0.0.1:{bound_port(upstream_runner)}",
                           {"limits.max_body_bytes": 8192, "limits.header_timeout_seconds": 2.0})
-        runner = await start_listener(proxy.data_app, "127.0.0.1:0", proxy.config.limits)
+        runner = await start_listener(proxy.data_app, bind_listener("127.0.0.1:0"), proxy.config.limits)
         ready.append(Served(bound_port(runner), upstream))
         started.set()
         await stop.wait()

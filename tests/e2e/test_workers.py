@@ -269,8 +269,8 @@ def test_a_taken_data_port_stops_the_supervisor_before_any_worker_starts() -> No
             [IVS_PROXY, "serve", "--workers", "2", "--listen", f"127.0.0.1:{taken.getsockname()[1]}",
              "--admin-listen", "127.0.0.1:0"],
             capture_output=True, text=True, timeout=60, check=False,
-            env={"PATH": "/usr/bin:/bin", "AWS_REGION": "us-west-2"},
+            env={"PATH": "/usr/bin:/bin", "AWS_REGION": "us-west-2", "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
         )
-    assert result.returncode == 1
-    assert "address already in use" in result.stderr
+    assert result.returncode == 2
+    assert "listen: cannot listen on 127.0.0.1:" in result.stderr and "address already in use" in result.stderr
     assert "worker_started" not in result.stderr and "Traceback" not in result.stderr

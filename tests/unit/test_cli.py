@@ -78,20 +78,32 @@ def test_version() -> None:
     assert result.stdout.startswith("ivs-proxy ") and "botocore" in result.stdout
 
 
-def test_a_taken_port_is_a_runtime_failure_without_a_traceback() -> None:
-    import socket
-
+@pytest.mark.parametrize("taken_key", ["listen", "admin_listen"])
+def test_a_taken_port_is_reported_before_any_credential_fetch(taken_key: str, tmp_path: Path) -> None:
+    # The credential source is a process that leaves a mark and fails: if start-up had
+    # fetched before binding, the mark would be there.
+    fetched = tmp_path / "fetched"
+    profile = tmp_path / "config"
+    profile.write_text(f"[default]\ncredential_process = /bin/sh -c 'touch {fetched}; exit 1'\n")
+    env = {**NO_CREDENTIALS_ENV, "AWS_CONFIG_FILE": str(profile)}
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        port = taken.getsockname()[1]
+        held = f"127.0.0.1:{taken.getsockname()[1]}"
+        listen, admin = (held, "127.0.0.1:0") if taken_key == "listen" else ("127.0.0.1:0", held)
         result = subprocess.run(
-            [IVS_PROXY, "serve", "--listen", f"127.0.0.1:{port}", "--admin-listen", "127.0.0.1:0"],
-            capture_output=True, text=True, timeout=60, env=STATIC_CREDENTIALS_ENV, check=False,
+            [IVS_PROXY, "serve", "--listen", listen, "--admin-listen", admin],
+            capture_output=True, text=True, timeout=60, env=env, check=False,
         )
-    assert result.returncode == 1
-    assert "address already in use" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.returncode == 2, result.stderr
+    flag = "--listen" if taken_key == "listen" else "--admin-listen"
+    assert (f"ivs-proxy: configuration error: {taken_key}: cannot listen on {held}: address already in use: "
+            f"another process listens there; stop it or choose another port ({flag} or {taken_key}:)") in result.stderr
+    assert "Traceback" not in result.stderr and "credentials_refresh" not in result.stderr + result.stdout
+    assert not fetched.exists()
+    # The same source, asked by `whoami`, does leave its mark.
+    subprocess.run([IVS_PROXY, "whoami"], capture_output=True, timeout=60, env=env, check=False)
+    assert fetched.exists()
 
 
 @pytest.mark.parametrize("command", ["serve", "routes", "check-config", "whoami", "policy-check", "dev"])
@@ -236,13 +248,13 @@ def test_a_proxy_without_a_region_warns_that_calls_naming_no_arn_are_refused(
 
 def test_serve_logs_the_missing_region_once_before_it_starts() -> None:
     env = {k: v for k, v in STATIC_CREDENTIALS_ENV.items() if k != "AWS_REGION"}
-    with socket.socket() as taken:  # serve stops at bind (exit 1), after its start-up checks
+    with socket.socket() as taken:  # serve stops at bind (exit 2), after its start-up checks
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         listen = f"127.0.0.1:{taken.getsockname()[1]}"
         result = subprocess.run([IVS_PROXY, "serve", "--listen", listen, "--admin-listen", "127.0.0.1:0"],
                                 capture_output=True, text=True, timeout=60, check=False, env=env)
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 2, result.stderr
     lines = [json.loads(line) for line in result.stderr.splitlines() + result.stdout.splitlines()
              if line.startswith("{")]
     warned = [line for line in lines if line.get("event") == "config_warning" and line.get("key") == "region"]

@@ -23,6 +23,7 @@ import botocore.credentials
 import botocore.loaders
 import botocore.session
 import pytest
+import structlog.testing
 
 from proxy.aws.credential_sources import (
     IAM_PREFIXES,
@@ -37,6 +38,7 @@ from proxy.aws.credentials import (
     Schedule,
     SourceFailed,
     parse_expiry,
+    what_to_do,
 )
 from proxy.aws.signing import FrozenCredentials
 from proxy.config import load_config
@@ -410,11 +412,45 @@ def test_each_fetch_really_fetches_even_far_from_expiry(hermetic_env: pytest.Mon
     assert second.credentials.token == "t3" and second.expires_at is not None
 
 
-def test_chain_with_nothing_to_find_names_what_it_looked_at_and_what_to_do(hermetic_env: pytest.MonkeyPatch) -> None:
-    with pytest.raises(SourceFailed, match="found no credentials .looked at the environment") as failed:
+async def test_chain_with_nothing_to_find_names_what_it_looked_at_and_what_to_do(
+        hermetic_env: pytest.MonkeyPatch) -> None:
+    with pytest.raises(SourceFailed, match="found no credentials .looked at the environment"):
         BotocoreChainSource(botocore.session.Session()).fetch()
-    # The same text is the 503's message (CredentialStore.unavailable_reason) and whoami's.
-    assert "run `aws sso login --profile NAME` and start ivs-proxy with AWS_PROFILE=NAME" in str(failed.value)
+    # The 503's message (and /readyz's detail) adds what to do, as `dev` does.
+    store = CredentialStore(BotocoreChainSource(botocore.session.Session()))
+    await store.start()
+    with pytest.raises(SigningUnavailable) as refused:
+        store.current()
+    assert refused.value.message == store.unavailable_reason()
+    assert "no AWS credentials yet (the default credential chain (profile default): found no credentials" in (
+        refused.value.message)
+    assert refused.value.message.endswith(what_to_do())
+    assert "run `aws sso login --profile NAME` and start ivs-proxy with AWS_PROFILE=NAME" in what_to_do()
+
+
+async def test_every_no_credentials_message_says_what_to_do() -> None:
+    """Before the first success and after the last one expired: the 503, readiness and the log."""
+    clock = FakeClock()
+    source = ScriptedSource(clock, lifetime=HOUR)
+    source.failure = "Error when retrieving token from sso: Token has expired and refresh failed"
+    store = store_for(source, clock, advice=what_to_do("dev-sso"))
+    with structlog.testing.capture_logs() as logged:
+        await store.start()
+    assert "aws sso login --profile dev-sso" in (store.unavailable_reason() or "")
+    assert "AWS_PROFILE=NAME" not in (store.unavailable_reason() or "")  # the profile is known
+    source.failure = None
+    await store.refresh()
+    assert store.unavailable_reason() is None
+    source.failure = "Could not connect to the endpoint URL: http://169.254.170.23/v1/credentials"
+    clock.advance(HOUR)
+    with structlog.testing.capture_logs() as more:
+        await store.refresh()
+    reason = store.unavailable_reason() or ""
+    assert "could not be renewed (scripted: Could not connect" in reason
+    assert reason.endswith(what_to_do("dev-sso")) and "check the role given to it" in reason
+    failures = [line for line in logged + more if line["event"] == "credentials_refresh"]
+    assert [line["outcome"] for line in failures] == ["failure", "failure"]
+    assert all(line["fix"] == what_to_do("dev-sso") for line in failures), failures
 
 
 def test_served_services_policy_allows_only_the_ivs_actions() -> None:

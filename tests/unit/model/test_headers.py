@@ -61,6 +61,21 @@ def test_caller_signing_material_is_refused(name: str, value: str) -> None:
     assert value not in refused.value.message
 
 
+def test_the_refusal_names_each_sdks_unsigned_form_and_the_strip_switch_where_it_helps() -> None:
+    with pytest.raises(CallerSigningMaterial) as sigv4:
+        check([JSON, ("Authorization", "AWS4-HMAC-SHA256 Credential=placeholder/20260101/us-west-2/ivs/aws4_request")])
+    for way in ("Config(signature_version=UNSIGNED)", "--no-sign-request",
+                "JavaScript SDK v3: a client with signer: { sign: async (request) => request }",
+                "aws.AnonymousCredentials{}", "headers.strip_caller_signature: true"):
+        assert way in sigv4.value.message, way
+    with pytest.raises(CallerSigningMaterial) as bearer:  # not SigV4: the switch would not strip it
+        check([JSON, ("Authorization", "Bearer abc")])
+    assert "signer: { sign:" in bearer.value.message and "strip_caller_signature" not in bearer.value.message
+    with pytest.raises(CallerSigningMaterial) as presigned:
+        HeaderPolicy(HeaderOptions()).check_query({"X-Amz-Signature": ["abc"]})
+    assert "headers.strip_caller_signature: true" in presigned.value.message
+
+
 def test_placeholder_sigv4_is_stripped_when_switched_on() -> None:
     placeholder = [
         ("Authorization", "AWS4-HMAC-SHA256 Credential=placeholder/20260101/us-west-2/ivs/aws4_request, ..."),
