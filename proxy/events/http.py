@@ -19,6 +19,7 @@ it); then each event goes only to subscribers who may see it (proxy/events/fanou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Sequence
@@ -150,6 +151,9 @@ class EventDelivery:
             self.fanout.leave(subscriber)
             self.metrics.events_subscribers.dec()
             own.call.fields.update(events_sent=sent.count, ended=ended)
+        if response.prepared and ended not in ("write_timeout", "client_gone"):
+            with contextlib.suppress(ConnectionError):
+                await response.write_eof()  # here, not after the access line: so that it counts the bytes
         return response
 
     async def _resume(self, response: web.StreamResponse, subscriber: Subscriber, sent: _Sent) -> None:
