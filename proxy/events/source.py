@@ -80,6 +80,7 @@ class SqsSource:
         self._counts = counts or SourceCounts()
         self._sleep = sleep
         self._failures = 0
+        self._store_down = False
         self.delayed = False
 
     async def run(self) -> None:
@@ -90,11 +91,15 @@ class SqsSource:
     async def poll_once(self) -> None:
         """One receive, store, delete round; waits out a backoff itself after a failure."""
         try:
+            if self._store_down:
+                await self._store.bounds()  # answers again? Until then, nothing more is received
+            self._store_down = False
             messages = await self._receive()
             stored = await self._store_all(messages)
             if stored:
                 await self._delete(stored)
         except StoreDown:
+            self._store_down = True
             self._set_delayed(True, "store_unavailable")
             await self._sleep(STORE_RETRY_SECONDS)
             return

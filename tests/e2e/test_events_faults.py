@@ -4,6 +4,7 @@ nothing more received; when it returns, every event is stored and then deleted."
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -68,6 +69,9 @@ async def test_redis_down_keeps_events_in_the_queue_until_it_returns(moto: MotoS
         await source.poll_once()
         assert source.delayed and slept  # waited before asking again; nothing deleted
         assert sum(queue_depth(admin, url)) == 3
+        await asyncio.sleep(1.2)  # the visibility timeout: all three are visible again
+        await source.poll_once()  # still down: Redis is asked first, and nothing is received
+        assert queue_depth(admin, url) == (3, 0)
         redis = RedisServer()  # a new one on the same port, empty: as after a restart
         redis.port, redis.url = shared_port, redis_url
         redis.start()
