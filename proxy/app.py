@@ -29,6 +29,7 @@ from proxy.aws.retries import Retrier
 from proxy.aws.upstream import Upstream
 from proxy.config import ProxyConfig, check_exposure, config_warnings
 from proxy.errors import ConfigError
+from proxy.events.wiring import EVENTS_ACTIONS, Events, build_events
 from proxy.gateway.auth import Authenticator
 from proxy.gateway.own_access import OwnAccess, OwnOperation, known_actions
 from proxy.gateway.wiring import build_gateway, on_sighup
@@ -66,6 +67,7 @@ class Proxy:
     authenticator: Authenticator | None = None  # gateway mode (docs/gateway.md)
     own_access: OwnAccess = field(default_factory=OwnAccess)  # who may call the proxy's own operations
     tokens: TokenService | None = None  # playback and participant tokens (docs/tokens.md)
+    events: Events | None = None  # events.queue_url set (docs/events.md)
 
 
 def allowed_regions(config: ProxyConfig) -> dict[str, frozenset[str]]:
@@ -196,6 +198,12 @@ def build_proxy(
                                      access=gateway.own_access, metrics=metrics, ca_bundle=ca_bundle)
         own_routes += token_routes(tokens.minter)
         sighup.append(tokens.reload_keys)
+    events = None
+    if config.events.queue_url:
+        events = build_events(config, env, profile=profile, default_region=checked.default_region,
+                              credentials=credentials, metrics=metrics, access=gateway.own_access,
+                              shared=gateway.shared, ca_bundle=ca_bundle)
+        own_routes.append(events.route)
     data_app = create_data_app(state, own_routes, gateway.own_access)
     # First, so that refused long-lived keys stop start-up before anything else opens.
     data_app.cleanup_ctx.insert(0, _credential_refresh(credentials))
@@ -205,12 +213,14 @@ def build_proxy(
         # opens: a wrong key stops start-up with nothing to unwind.
         for position, context in enumerate(tokens.contexts, start=1):
             data_app.cleanup_ctx.insert(position, context)
+    if events is not None:  # after the gateway's: its Redis connection is open by then
+        data_app.cleanup_ctx.append(events.context)
     if sighup:
         data_app.cleanup_ctx.append(on_sighup(tuple(sighup)))
     if gateway.needs_peer_certificate:
         data_app.middlewares.append(peer_certificate)
     proxy = Proxy(config, catalog, state, data_app, create_admin_app(state), gateway.authenticator,
-                  gateway.own_access, tokens)
+                  gateway.own_access, tokens, events)
     return_freed_memory()
     return proxy
 
@@ -228,7 +238,8 @@ def observe_credentials(metrics: Metrics, credentials: CredentialStore) -> Metri
 
 def own_actions(config: ProxyConfig) -> tuple[str, ...]:
     """IAM actions of the proxy's own calls this config makes, beyond the served services'."""
-    return KMS_SIGNING_ACTIONS if any(key.kms_key_id for key in config.tokens.keys) else ()
+    kms = KMS_SIGNING_ACTIONS if any(key.kms_key_id for key in config.tokens.keys) else ()
+    return (*kms, *(EVENTS_ACTIONS if config.events.queue_url else ()))
 
 
 def credential_source_for(config: ProxyConfig, env: Mapping[str, str]) -> tuple[CredentialSource, IdentityLookup]:

@@ -28,7 +28,7 @@ with quick_imports():  # ~80 ms less start-up: see proxy/startup.py
     from proxy.config import ProxyConfig, load_config
     from proxy.dev.devmode import add_dev_command, run_dev
     from proxy.errors import ConfigError
-    from proxy.gateway.own_access import known_actions
+    from proxy.gateway.own_access import known_actions, own_operation
     from proxy.model.catalog import SERVICE_MOUNTS, Catalog
     from proxy.observe.logs import configure_logging
     from proxy.policy import PolicySet
@@ -250,6 +250,9 @@ def policy_check(config: ProxyConfig, caller: str, action: str, resources: list[
     print(f"decision: {'ALLOW' if decision.allowed else 'DENY'} ({decision.reason})")
     if decision.allowed and action.lower().startswith("ivs-proxy:mint"):
         print(f"caps:     {token_caps(config, caller)}")
+    if action.lower() == own_operation("SubscribeEvents").action.lower():
+        print("events:   the same decision, per ARN, filters each event: delivered when at least one ARN it names "
+              "is allowed and none is denied (an event naming none: only Resource \"*\"); docs/events.md")
     return 0 if decision.allowed else 1
 
 

@@ -428,6 +428,34 @@ class TokensConfig:
 
 
 @dataclass(frozen=True)
+class EventsConfig:
+    """IVS events from an SQS queue to subscribers of GET /_ivs-proxy/events (docs/events.md)."""
+
+    queue_url: str | None = None  # unset: no events
+    region: str | None = None  # the queue's; default: the proxy's default region
+    wait_time_seconds: int = 20  # SQS long poll, 1-20
+    max_messages: int = 10  # per ReceiveMessage, 1-10
+    max_backoff_seconds: float = 30.0  # between failed polls (exponential, with jitter)
+    subscriber_buffer: int = 256  # events queued for one slow subscriber before it is cut off
+    max_subscribers: int = 1000  # per process
+    heartbeat_seconds: float = 15.0
+    stream_max_length: int = 10000  # events kept for Last-Event-ID resume (Redis stream, or memory)
+    dedupe_seconds: int = 3600  # how long an event id is remembered to drop a repeated delivery
+
+    def __post_init__(self) -> None:
+        if self.queue_url is not None and not re.match(r"https?://[^/\s]+/\d{12}/[\w-]{1,80}(\.fifo)?$",
+                                                       self.queue_url):
+            raise ConfigError("events.queue_url", "must be an SQS queue URL: https://sqs.<region>.amazonaws.com/"
+                              "<account>/<queue name>")
+        if not 1 <= self.wait_time_seconds <= 20:
+            raise ConfigError("events.wait_time_seconds", "must be 1 to 20 (SQS's long-poll range)")
+        if not 1 <= self.max_messages <= 10:
+            raise ConfigError("events.max_messages", "must be 1 to 10 (SQS's batch range)")
+        _positive("events", self, "max_backoff_seconds", "subscriber_buffer", "max_subscribers",
+                  "heartbeat_seconds", "stream_max_length", "dedupe_seconds")
+
+
+@dataclass(frozen=True)
 class ProxyConfig:
     listen: str = "127.0.0.1:8080"
     admin_listen: str = "127.0.0.1:9901"
@@ -450,6 +478,7 @@ class ProxyConfig:
     rate_limits: RateLimitsConfig = RateLimitsConfig()
     redis: RedisConfig = RedisConfig()
     tokens: TokensConfig = TokensConfig()
+    events: EventsConfig = EventsConfig()
     # Processes serving `listen` (docs/operating.md): 1, N, or "auto" (the CPUs this
     # process may use). Kept as given; `proxy/serve/workers.py` resolves "auto" when serving.
     workers: int | str = 1
@@ -457,6 +486,10 @@ class ProxyConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "workers", parse_workers(self.workers))
         _check_access(self)
+        if self.events.queue_url and not self.redis.url and self.workers != 1:
+            # Each worker would poll the queue into its own buffer: a subscriber would see
+            # only the events its worker happened to receive.
+            raise ConfigError("events", "with workers other than 1, events need redis.url (one stream for all workers)")
         for key, value in (("listen", self.listen), ("admin_listen", self.admin_listen)):
             parse_host_port(value, key)
         known = {"ivs", "ivs-realtime", "ivschat"}

@@ -221,7 +221,8 @@ _GET_CALLER_IDENTITY = b"Action=GetCallerIdentity&Version=2011-06-15"
 
 def served_services_policy(services: Iterable[str], own_actions: Iterable[str] = ()) -> str:
     """A session policy allowing only the IAM actions of the services this proxy serves,
-    and `own_actions`, those of its own calls (kms:Sign for KMS-held token keys)."""
+    and `own_actions`, those of its own calls (kms:Sign for KMS-held token keys, the SQS
+    calls of the IVS events queue)."""
     actions = sorted({f"{IAM_PREFIXES[s]}:*" for s in services} | set(own_actions))
     statement = {"Effect": "Allow", "Action": actions, "Resource": "*"}
     return json.dumps({"Version": "2012-10-17", "Statement": [statement]}, separators=(",", ":"))

@@ -114,3 +114,11 @@ class OwnAccess:
         if not decision.allowed:
             raise AccessDenied(decision.message())
         return decision
+
+    def decision(self, caller: Caller, operation: OwnOperation, resources: Sequence[str],
+                 region: str | None) -> Decision | None:
+        """The policy's decision, neither audited nor enforced: for filtering many items (each
+        event a subscriber might get), where `authorize` decided the request itself. None: no policy."""
+        if self._policy is None:
+            return None
+        return self._policy.evaluate(caller.name, operation.action, resources, region)

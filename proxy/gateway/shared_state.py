@@ -54,7 +54,18 @@ class SharedState:
             config.url, password=password, socket_timeout=config.timeout_seconds,
             socket_connect_timeout=config.timeout_seconds, retry=Retry(NoBackoff(), 0),
         )
-        self._errors = (aioredis.RedisError, OSError, asyncio.TimeoutError)
+        self.errors: tuple[type[BaseException], ...] = (aioredis.RedisError, OSError, asyncio.TimeoutError)
+        self._url, self._password = config.url, password
+
+    def blocking_client(self, read_timeout: float) -> Any:
+        """A client of its own for blocking reads (XREAD BLOCK): its socket timeout outlasts
+        the block, and a long read never holds one of `client`'s connections."""
+        import redis.asyncio as aioredis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        return aioredis.Redis.from_url(self._url, password=self._password, socket_timeout=read_timeout,
+                                       socket_connect_timeout=self._timeout, retry=Retry(NoBackoff(), 0))
 
     @property
     def up(self) -> bool:
@@ -66,7 +77,7 @@ class SharedState:
             raise SharedStateDown
         try:
             result = await asyncio.wait_for(work(self.client), self._timeout)
-        except self._errors as exc:
+        except self.errors as exc:
             self._failed(operation, exc)
             raise SharedStateDown from None
         if self._up is not True:

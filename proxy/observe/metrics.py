@@ -25,6 +25,8 @@ from proxy import __version__
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 #: Signing takes microseconds; buckets that can tell 10 µs from 100 µs.
 SIGNING_BUCKETS = (0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.001, 0.01)
+#: Event delivery: EventBridge's time has whole seconds, and events can be hours late.
+LAG_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
 REFRESH_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 UNKNOWN = "unknown"
@@ -139,6 +141,46 @@ class Metrics:
         )
         self.token_reloads = Counter(
             "ivs_proxy_token_reloads", "Bearer token file reloads (SIGHUP), by result.", ["result"], registry=r,
+        )
+        # IVS events (proxy/events/): `type` is a detail-type of envelope.KNOWN_TYPES or "other".
+        self.events_received = Counter(
+            "ivs_proxy_events_received", "IVS events read from SQS and stored for delivery, by type.", ["type"],
+            registry=r,
+        )
+        self.events_duplicates = Counter(
+            "ivs_proxy_events_duplicates", "Events dropped because their id was already stored (EventBridge and "
+            "SQS deliver at least once).", registry=r,
+        )
+        self.events_unreadable = Counter(
+            "ivs_proxy_events_unreadable", "SQS messages that were no IVS event (deleted, never delivered).",
+            registry=r,
+        )
+        self.events_delivered = Counter(
+            "ivs_proxy_events_delivered", "Events written to subscribers, by type.", ["type"], registry=r,
+        )
+        self.events_filtered = Counter(
+            "ivs_proxy_events_filtered", "Events not sent to a subscriber, by reason (subscription: its own "
+            "filters; policy: it may see none of the ARNs the event names).", ["reason"], registry=r,
+        )
+        self.events_subscribers = Gauge(
+            "ivs_proxy_events_subscribers", "Event subscribers connected now.", registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.events_subscribers_cut = Counter(
+            "ivs_proxy_events_subscribers_cut", "Subscribers disconnected by the proxy, by reason (behind: "
+            "their buffer filled; write_timeout: they stopped reading).", ["reason"], registry=r,
+        )
+        self.events_lag = Histogram(
+            "ivs_proxy_events_lag_seconds", "From the event's time (EventBridge's, whole seconds) to its "
+            "delivery to a subscriber.", buckets=LAG_BUCKETS, registry=r,
+        )
+        self.events_sqs_errors = Counter(
+            "ivs_proxy_events_sqs_errors", "Failed SQS calls, by kind (throttled, server_error, denied, refused, "
+            "unreachable, delete_failed).", ["kind"], registry=r,
+        )
+        self.events_delayed = Gauge(
+            "ivs_proxy_events_delayed", "1 while events wait in the queue: SQS failing, or the store "
+            "(Redis) down; API calls are unaffected.", registry=r, multiprocess_mode="livemax",
         )
         self.tokens_minted = Counter(
             "ivs_proxy_tokens_minted", "Playback and participant token requests, by kind (playback, participant) "

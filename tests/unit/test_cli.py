@@ -280,3 +280,13 @@ def test_policy_check_allows_in_a_sidecar_without_a_policy(tmp_path: Path, capsy
     config = _write(tmp_path, {"region": "us-west-2"})
     assert main(["policy-check", "--config", config, "--caller", "app", "--action", "ivs:CreateChannel"]) == 0
     assert "decision: ALLOW (sidecar mode without policy.callers" in capsys.readouterr().out
+
+
+def test_policy_check_explains_event_delivery(capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["policy-check", "--config", str(REPO / "config" / "gateway.yaml"), "--caller", "video-team",
+            "--action", "ivs-proxy:SubscribeEvents", "--resource"]
+    assert main([*base, "arn:aws:ivs:us-west-2:123456789012:channel/VideoMain001"]) == 0
+    allowed = capsys.readouterr().out
+    assert "decision: ALLOW" in allowed and "by statement EventsOfOwnChannels" in allowed
+    assert "events:   the same decision, per ARN, filters each event" in allowed
+    assert main([*base, "arn:aws:ivs:us-west-2:123456789012:channel/ChatMain001"]) == 1

@@ -77,6 +77,24 @@ def test_unknown_members_are_refused_where_a_policy_authorises(settings: dict) -
     assert "authorised" in failed.value.reason
 
 
+@pytest.mark.parametrize(("settings", "key"), [
+    ({"events.queue_url": "ivs-events"}, "events.queue_url"),
+    ({"events.queue_url": "https://sqs.us-west-2.amazonaws.com/123456789012/q", "events.wait_time_seconds": 30},
+     "events.wait_time_seconds"),
+    ({"events.queue_url": "https://sqs.us-west-2.amazonaws.com/123456789012/q", "workers": 2}, "events"),
+])
+def test_events_settings_are_checked(settings: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError) as failed:
+        load_config(None, settings)
+    assert failed.value.key == key
+
+
+def test_events_with_workers_need_redis() -> None:
+    config = load_config(None, {"events.queue_url": "https://sqs.us-west-2.amazonaws.com/123456789012/q",
+                                "workers": 2, "redis.url": "redis://127.0.0.1:6379/0"})
+    assert config.events.queue_url and config.workers == 2
+
+
 PLAYBACK_KEY = "arn:aws:ivs:us-west-2:123456789012:playback-key/AbCdEf012345"
 
 

@@ -32,11 +32,15 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # tokens the proxy mints: IVS's rules, ES384 JWS, keys (PEM, KMS), the minter and its wiring
     ("proxy.tokens", "proxy.tokens.jws", "proxy.tokens.claims", "proxy.tokens.keys", "proxy.tokens.minting",
      "proxy.tokens.service"),
+    # IVS events from SQS to subscribers: the envelope, the store, the poller, the fanout
+    ("proxy.events", "proxy.events.envelope", "proxy.events.store", "proxy.events.source", "proxy.events.fanout"),
     ("proxy.pipeline",),
     # the gateway's stages plug into the pipeline, so they sit above it
     ("proxy.gateway.stages", "proxy.gateway.wiring"),
     ("proxy.serve.",),
     ("proxy.tokens.http",),  # the mint operations' handlers, on serve/own_routes.py
+    # the SSE route (on serve's own routes) and the feature's wiring
+    ("proxy.events.http", "proxy.events.wiring"),
     ("proxy.app",),
     ("proxy.dev.", "proxy.tokens.command"),
     ("proxy.cli",),
@@ -44,7 +48,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 
 #: Packages that must never import aiohttp's server: they are used by it, not built on it.
 NO_AIOHTTP_WEB = ("proxy.model.", "proxy.aws.", "proxy.gateway.", "proxy.tokens.jws", "proxy.tokens.claims",
-                  "proxy.tokens.keys", "proxy.tokens.minting", "proxy.tokens.service")
+                  "proxy.tokens.keys", "proxy.tokens.minting", "proxy.tokens.service", "proxy.events.envelope",
+                  "proxy.events.store", "proxy.events.source", "proxy.events.fanout")
 AIOHTTP_WEB = ("aiohttp.web", "aiohttp.web_")
 
 

@@ -609,3 +609,14 @@ def test_caller_identity_is_none_when_sts_says_no(status: int, body: str) -> Non
 def test_caller_identity_is_none_when_sts_is_unreachable() -> None:
     assert CallerIdentity(sts_env("http://127.0.0.1:9"), None, "us-west-2")(STS_KEYS) is None
     assert CallerIdentity(sts_env("not a url"), None, "us-west-2")(STS_KEYS) is None
+
+
+def test_the_session_policy_keeps_the_event_queue_calls() -> None:
+    from proxy.app import credential_source_for
+
+    config = load_config(None, {"credentials.role_arn": "arn:aws:iam::123456789012:role/ivs-proxy",
+                                "events.queue_url": "https://sqs.us-west-2.amazonaws.com/123456789012/ivs-events",
+                                "region": "us-west-2"})
+    source, _ = credential_source_for(config, {})
+    actions = json.loads(source._role.policy)["Statement"][0]["Action"]  # type: ignore[attr-defined]
+    assert {"ivs:*", "sqs:ReceiveMessage", "sqs:DeleteMessageBatch"} <= set(actions)
