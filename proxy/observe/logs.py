@@ -5,12 +5,16 @@ Nothing here logs bodies or headers: callers pass only the fields they mean to p
 
 The access line is written once per request, so in JSON format it bypasses structlog's
 processor chain (about 20 µs a line) and is built by `AccessLog`: the same fields, the
-same timestamp format, the same stream, one `json.dumps`. Every other line, and every
-line in console format, goes through structlog.
+same timestamp format, the same stream, one `json.dumps`. Inside an event loop it is not
+written where it is built: lines wait in a list, and one write (and flush) per loop turn
+takes all of them, after the answers of that turn went out; under load one write carries
+many lines. Every other line, and every line in console format, goes through structlog.
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import json
 import logging
 import sys
@@ -30,6 +34,7 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: TextIO | N
         renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
     else:
         renderer = structlog.processors.JSONRenderer()
+    ACCESS_LOG.flush()  # lines still waiting belong to the previous stream
     ACCESS_LOG.configure(stream, enabled=LEVELS[level] <= logging.INFO, fast=fmt != "console")
     structlog.configure(
         processors=[
@@ -88,6 +93,7 @@ class AccessLog:
         self._second = -1
         self._second_text = ""
         self._process_fields: dict[str, Any] = {}
+        self._pending: list[str] = []
 
     def bind_process(self, **fields: Any) -> None:
         """Fields every access line of this process carries (e.g. a worker's index)."""
@@ -112,8 +118,24 @@ class AccessLog:
         if self._process_fields:
             line.update(self._process_fields)
         line.update(fields)
+        pending = self._pending
+        pending.append(json.dumps(line))
+        if len(pending) == 1:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # no loop (a command, a test): nothing to batch with
+                self.flush()
+        elif len(pending) >= MAX_PENDING_LINES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the waiting lines: one write, one flush (each line whole, ending in a newline)."""
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = []
         stream = self._stream or sys.stderr
-        stream.write(json.dumps(line) + "\n")
+        stream.write("\n".join(pending) + "\n")
         stream.flush()
 
     def _timestamp(self) -> str:
@@ -126,4 +148,9 @@ class AccessLog:
         return f"{self._second_text}.{int((now - second) * 1_000_000):06d}Z"
 
 
+#: A loop turn that finishes more requests than this writes in several batches: the line
+#: list (and the one string joined from it) stays small.
+MAX_PENDING_LINES = 256
+
 ACCESS_LOG = AccessLog()
+atexit.register(ACCESS_LOG.flush)
