@@ -94,7 +94,7 @@ DECOMPOSITION = (
     ("stub-handler", "+ the proxy's middlewares: access line, metrics, request id, in-flight cap, drain"),
     ("stub-upstream", ("+ the handler and pipeline: framing, routing, headers, JSON, validation, endpoint, "
                       "signing, building the answer")),
-    (None, "+ the upstream round trip: retrier, aiohttp's client, TLS (the full proxy)"),
+    (None, "+ the upstream round trip: retrier, the keep-alive client (proxy/aws/http1.py), TLS (the full proxy)"),
 )
 
 
