@@ -77,6 +77,8 @@ class _Connection(asyncio.Protocol):
         self._error: BaseException | None = None
         self._last_data = 0.0
         self._wait_started = 0.0
+        self._read_timeout = 0.0
+        self.deadline: float | None = None  # loop time; None: only the read timeout applies
         self._timer: asyncio.TimerHandle | None = None
 
     # asyncio.Protocol
@@ -173,8 +175,9 @@ class _Connection(asyncio.Protocol):
 
     # the exchange
 
-    def send(self, request: bytes, read_timeout: float) -> asyncio.Future[None]:
-        """Write the request; the returned future resolves once the answer's head is in."""
+    def send(self, request: bytes, read_timeout: float, deadline: float | None) -> asyncio.Future[None]:
+        """Write the request; the returned future resolves once the answer's head is in.
+        Past `deadline` (loop time) waiting for the answer fails with TimeoutError."""
         assert self.transport is not None
         self._active = True
         self.complete = False
@@ -186,7 +189,9 @@ class _Connection(asyncio.Protocol):
         self._head = self._loop.create_future()
         self._last_data = self._wait_started = self._loop.time()
         self._read_timeout = read_timeout
-        self._timer = self._loop.call_at(self._last_data + read_timeout, self._check_silence)
+        self.deadline = deadline
+        due = self._last_data + read_timeout
+        self._timer = self._loop.call_at(due if deadline is None or due < deadline else deadline, self._check_silence)
         self.transport.write(request)
         return self._head
 
@@ -256,12 +261,13 @@ class _Connection(asyncio.Protocol):
         waiting = (self._head is not None and not self._head.done()) or self._body_waiter is not None
         now = self._loop.time()
         silent_since = max(self._last_data, self._wait_started)
-        if waiting and now - silent_since >= self._read_timeout:
-            self._fail(TimeoutError("the upstream sent nothing for the read timeout"))
+        deadline = self.deadline
+        if waiting and (now - silent_since >= self._read_timeout or (deadline is not None and now >= deadline)):
+            self._fail(TimeoutError("the upstream sent nothing for the read timeout, or the attempt ran out"))
             self.close()
             return
-        self._timer = self._loop.call_at((silent_since if waiting else now) + self._read_timeout,
-                                         self._check_silence)
+        due = (silent_since if waiting else now) + self._read_timeout
+        self._timer = self._loop.call_at(due if deadline is None or due < deadline else deadline, self._check_silence)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -297,6 +303,10 @@ class Response:
         body = await self._connection.read_all()
         self.release()
         return body
+
+    def stream(self) -> None:
+        """The body will be relayed: from here on only the read timeout applies, not the deadline."""
+        self._connection.deadline = None
 
     async def next_chunk(self) -> bytes:
         if self._done:
@@ -336,9 +346,13 @@ class ConnectionPool:
         # uvloop has no such option (and tries them in turn).
         self._happy_eyeballs_delay = 0.25 if isinstance(self.loop, asyncio.BaseEventLoop) else None
 
-    async def request(self, method: str, url: str, headers: Mapping[str, str], body: bytes) -> Response:
+    async def request(self, method: str, url: str, headers: Mapping[str, str], body: bytes,
+                      deadline: float | None = None) -> Response:
         """Send one request on a pooled (or new) connection; the answer once its head is in.
-        `url` is used as given: its path and query are not decoded or re-encoded."""
+        `url` is used as given: its path and query are not decoded or re-encoded. Past
+        `deadline` (loop time) waiting for a connection or for the answer (until
+        `Response.stream()`) fails with TimeoutError: the attempt's budget, kept on the
+        connection's one timer instead of an asyncio.timeout() per request."""
         key, authority, target = split_url(url)
         head = [f"{method} {target} HTTP/1.1\r\n"]
         for name, value in headers.items():
@@ -352,25 +366,41 @@ class ConnectionPool:
         head.append("\r\n")
         # As aiohttp writes them: what its server decoded with surrogateescape goes out as it came.
         request = "".join(head).encode("utf-8", "surrogateescape") + body
-        connection = await self._acquire(key)
+        connection = self._idle_connection(key)
+        if connection is None:
+            if deadline is None:
+                connection = await self._acquire(key)
+            else:
+                async with asyncio.timeout_at(deadline):
+                    connection = await self._acquire(key)
         try:
-            await connection.send(request, self._read_timeout)
+            await connection.send(request, self._read_timeout, deadline)
         except BaseException:
             connection.close()
             self.release(connection)
             raise
         return Response(connection, self, bodyless=method == "HEAD")
 
-    async def _acquire(self, key: tuple[str, str, int]) -> _Connection:
+    def _idle_connection(self, key: tuple[str, str, int]) -> _Connection | None:
+        """The most recently used idle connection to `key` still fit to use, if any."""
         idle = self._idle.get(key)
+        if not idle:
+            return None
+        now = self.loop.time()
+        while idle:
+            connection = idle.pop()
+            if (not connection.lost and now - connection.idle_since < self._idle_timeout
+                    and connection.transport is not None and not connection.transport.is_closing()):
+                return connection
+            self._discard(connection)
+        return None
+
+    async def _acquire(self, key: tuple[str, str, int]) -> _Connection:
+        """An idle connection, a new one, or (at the limit) the next one released."""
         while True:
-            now = self.loop.time()
-            while idle:
-                connection = idle.pop()
-                if (not connection.lost and now - connection.idle_since < self._idle_timeout
-                        and connection.transport is not None and not connection.transport.is_closing()):
-                    return connection
-                self._discard(connection)
+            connection = self._idle_connection(key)
+            if connection is not None:
+                return connection
             if self._open < self._limit:
                 return await self._connect(key)
             if self._close_oldest_idle():
@@ -382,7 +412,6 @@ class ConnectionPool:
             finally:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
-            idle = self._idle.get(key)
 
     async def _connect(self, key: tuple[str, str, int]) -> _Connection:
         scheme, host, port = key

@@ -16,7 +16,6 @@ broke and whose `sent` says whether the request could have reached AWS at all.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import re
@@ -147,20 +146,21 @@ class Upstream:
         `url` goes out as given: a %2F or %3A in it stays encoded, as it was signed."""
         pool = self._pool
         assert pool is not None, "Upstream.start() was not awaited"
+        deadline = pool.loop.time() + (timeout or self._config.attempt_timeout_seconds)
         try:
-            async with asyncio.timeout(timeout or self._config.attempt_timeout_seconds):
-                response = await pool.request(method, url, headers, body)
-                try:
-                    returned = _returned(response.headers, output_headers)
-                    if _large(response):
-                        return UpstreamResponse(response.status, returned, stream=BodyStream(response))
-                    return UpstreamResponse(response.status, returned, await response.read())
-                except BaseException:
-                    response.close()
-                    raise
+            response = await pool.request(method, url, headers, body, deadline)
+            try:
+                returned = _returned(response.headers, output_headers)
+                if _large(response):
+                    response.stream()
+                    return UpstreamResponse(response.status, returned, stream=BodyStream(response))
+                return UpstreamResponse(response.status, returned, await response.read())
+            except BaseException:
+                response.close()
+                raise
         except ConnectTimeout:
             raise UpstreamTimeout("could not connect to AWS in time", kind="connect", sent=False) from None
-        except TimeoutError:  # ours (the attempt's budget) or the pool's (read timeout)
+        except TimeoutError:  # the attempt's budget, or the read timeout
             raise UpstreamTimeout("AWS did not answer in time", kind="timeout") from None
         except ssl.SSLError:  # (an OSError) while the connection was being set up
             raise UpstreamUnreachable("the TLS connection to AWS failed verification", kind="tls", sent=False) from None
