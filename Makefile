@@ -19,8 +19,9 @@ demo: install
 test: install system-deps js-deps
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
+# GO_PEER / GO_PEER_FIXED: aws-sigv4-proxy binaries to measure side by side (benchmarks/go_peer.py builds them).
 bench: install
-	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/run.py $(if $(GO_PEER),--go-peer $(GO_PEER)) $(if $(GO_PEER_FIXED),--go-peer-fixed $(GO_PEER_FIXED)) $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check proxy tests

@@ -158,6 +158,13 @@ def decomposition(requests: int = 160) -> list[dict[str, object]]:
             for patches, what in DECOMPOSITION]
 
 
+def without_access_line(requests: int = 160) -> int:
+    """Instructions per PutMetadata at c=1 of the full proxy at `--log-level warning`: the
+    full count minus this is what the access line costs."""
+    return instructions_per_request(scenario=payloads.PUT_METADATA, concurrency=[1], requests=requests,
+                                    serve_args=("--log-level", "warning"))[1]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=320, help="counted requests per point")
