@@ -299,3 +299,15 @@ def test_urls_split_without_decoding() -> None:
     assert split_url("http://[::1]:8080") == (("http", "::1", 8080), "[::1]:8080", "/")
     with pytest.raises(ValueError):
         split_url("ftp://example/")
+
+
+@pytest.mark.parametrize("headers", [{"x-a": "one\r\nx-b: two"}, {"x-a\n": "one"}, {"x-a": "one\rtwo"}])
+async def test_a_line_break_in_a_header_is_refused_before_anything_is_sent(pool: ConnectionPool,
+                                                                          headers: dict[str, str]) -> None:
+    server, origin = await serve(fixed(OK_204))
+    try:
+        with pytest.raises(ValueError):
+            await pool.request("POST", f"{origin}/", headers, b"")
+        assert server.connections == 0
+    finally:
+        await server.stop()
