@@ -227,8 +227,27 @@ def why_missed(results: dict[str, Any], rows: list[dict[str, Any]],
                    "(`benchmarks/startup_breakdown.py`: build ~45 ms, imports ~0.4-0.55 s on this machine); "
                    "botocore's session (credential chain) is needed before the first signature, aiohttp's "
                    "server before the first request.")
+    if "the access line's share of a request (instructions" in missed:
+        out.append("- **Access line**: most of its instructions are the JSON encoding of the line (the C encoder, "
+                   "one dict of ~16 fields per request); writing is batched per loop turn and is not in the count.")
     if {"idle RSS (after ready)", "RSS under load (peak"} & missed:
-        out.append("- **Memory**: `benchmarks/footprint.py` breaks RSS down by phase.")
+        line = "- **Memory**: `benchmarks/footprint.py` breaks RSS down by phase"
+        by_repeat: dict[int, float] = defaultdict(float)
+        for point in results.get("points", []):
+            by_repeat[point["repeat"]] = max(by_repeat[point["repeat"]], point["proxy"]["peak_rss_kib"] / MIB)
+        if len(by_repeat) > 1:
+            line += ("; the peak RSS of the proxy after each repeat here: "
+                     + ", ".join(f"{by_repeat[r]:.1f}" for r in sorted(by_repeat)) + " MiB")
+        peers = results.get("peers") or {}
+        if "go" in peers:
+            idle = med([s["idle_rss_kib"] / MIB for s in peers["go"].get("startup", [])])
+            line += f"; the stock Go peer idles at {idle:.1f} MiB"
+        out.append(line + ".")
+    foreign = max((r["foreign"] for r in rows), default=0.0)
+    if foreign > 0.1:
+        out.append(f"- **The machine was shared**: other work took up to {foreign:.0%} of the proxy's core during a "
+                   "point (\"other work on proxy core\"): CPU per request and latency are inflated by it; "
+                   "the instruction counts are not.")
     return out
 
 
