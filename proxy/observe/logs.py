@@ -95,15 +95,22 @@ class AccessLog:
         self._second = -1
         self._second_text = ""
         self._process_fields: dict[str, Any] = {}
+        self._process_text = ""  # the process fields as JSON members, encoded once
         self._pending: list[str] = []
 
     def bind_process(self, **fields: Any) -> None:
         """Fields every access line of this process carries (e.g. a worker's index)."""
         self._process_fields.update(fields)
+        self._encode_process_fields()
 
     def unbind_process(self, *names: str) -> None:
         for name in names:
             self._process_fields.pop(name, None)
+        self._encode_process_fields()
+
+    def _encode_process_fields(self) -> None:
+        members = _encode_line(self._process_fields)[1:-1]
+        self._process_text = ", " + members if members else ""
 
     def configure(self, stream: TextIO, *, enabled: bool, fast: bool) -> None:
         self._stream = stream
@@ -116,10 +123,15 @@ class AccessLog:
         if not self._fast:
             self._logger.info("request", **self._process_fields, **fields)
             return
-        line = {"event": "request", "request_id": request_id, "level": "info", "timestamp": self._timestamp(),
-                **self._process_fields, **fields}
+        # What json.dumps({"event": ..., "request_id": ..., "level": ..., "timestamp": ...,
+        # **process fields, **fields}) writes, with only `fields` left to the encoder: the
+        # rest is the same on every line or needs no more than quoting.
+        members = _encode_line(fields)[1:]
+        text = (f'{{"event": "request", "request_id": {_quote(request_id)}, "level": "info", '
+                f'"timestamp": "{self._timestamp()}"{self._process_text}'
+                + (", " + members if len(members) > 1 else "}"))
         pending = self._pending
-        pending.append(_encode_line(line))
+        pending.append(text)
         if len(pending) == 1:
             try:
                 asyncio.get_running_loop().call_soon(self.flush)
@@ -160,6 +172,7 @@ def _line_encoder() -> Callable[[dict[str, Any]], str]:
 
 
 _encode_line = _line_encoder()
+_quote: Callable[[str], str] = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 
 #: A loop turn that finishes more requests than this writes in several batches: the line
 #: list (and the one string joined from it) stays small.
