@@ -64,8 +64,9 @@ docs: install
 	$(BIN)/python scripts/config_reference.py
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
+# GO_PEER / GO_PEER_FIXED: aws-sigv4-proxy binaries to measure side by side (benchmarks/go_peer.py builds them).
 bench: install
-	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/run.py $(if $(GO_PEER),--go-peer $(GO_PEER)) $(if $(GO_PEER_FIXED),--go-peer-fixed $(GO_PEER_FIXED)) $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check proxy tests

@@ -94,7 +94,7 @@ DECOMPOSITION = (
     ("stub-handler", "+ the proxy's middlewares: access line, metrics, request id, in-flight cap, drain"),
     ("stub-upstream", ("+ the handler and pipeline: framing, routing, headers, JSON, validation, endpoint, "
                       "signing, building the answer")),
-    (None, "+ the upstream round trip: retrier, aiohttp's client, TLS (the full proxy)"),
+    (None, "+ the upstream round trip: retrier, the keep-alive client (proxy/aws/http1.py), TLS (the full proxy)"),
 )
 
 
@@ -156,6 +156,13 @@ def decomposition(requests: int = 160) -> list[dict[str, object]]:
              "instructions": instructions_per_request(scenario=payloads.PUT_METADATA, concurrency=[1],
                                                       requests=requests, patches=patches)[1]}
             for patches, what in DECOMPOSITION]
+
+
+def without_access_line(requests: int = 160) -> int:
+    """Instructions per PutMetadata at c=1 of the full proxy at `--log-level warning`: the
+    full count minus this is what the access line costs."""
+    return instructions_per_request(scenario=payloads.PUT_METADATA, concurrency=[1], requests=requests,
+                                    serve_args=("--log-level", "warning"))[1]
 
 
 def main() -> int:

@@ -17,7 +17,7 @@ FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^():]*)(?::(?P<line>\d+))?\)$")
 
 #: (component, file-path regex), tried innermost frame first; first match wins.
 COMPONENTS = [
-    ("access log (structlog + JSON render + write)", r"structlog/"),
+    ("access log (structlog, the line's JSON, write)", r"structlog/|proxy/observe/logs\.py"),
     ("metrics (prometheus_client) + request id (uuid4)", r"prometheus_client/|(^|/)uuid\.py"),
     ("SigV4 signing (proxy/aws/signing.py)", r"proxy/aws/signing\.py"),
     ("input validation + JSON parse (validate/arns/parse_json_body)", r"proxy/model/(validate|arns)\.py|json/(decoder|__init__)\.py"),
@@ -27,8 +27,10 @@ COMPONENTS = [
     ("credentials + clock (proxy/aws/credentials.py)", r"proxy/aws/credentials\.py"),
     ("proxy glue (server/pipeline/upstream/errors)", r"proxy/(serve/server|pipeline|aws/upstream|errors)\.py"),
     ("TLS to upstream (ssl, asyncio sslproto)", r"(^|/)ssl\.py|asyncio/sslproto\.py"),
-    ("aiohttp client (request build, connector, response parse)", r"aiohttp/(client|connector|client_reqrep|client_proto|http_writer|streams|helpers|tracing|cookiejar|abc)"),
-    ("aiohttp server (parse request, build/send response)", r"aiohttp/(web_|http_parser|base_protocol|payload)"),
+    ("upstream client (proxy/aws/http1.py, httptools)", r"proxy/aws/http1\.py|httptools/"),
+    ("aiohttp client (request build, connector, response parse)", r"aiohttp/(client|connector|client_reqrep|client_proto|tracing|cookiejar)"),
+    # The server writes its answers with http_writer and reads bodies through streams.
+    ("aiohttp server (parse request, build/send response)", r"aiohttp/(web_|http_parser|http_writer|streams|helpers|base_protocol|payload|abc)"),
     ("yarl / multidict", r"yarl/|multidict/"),
     ("asyncio event loop, tasks and socket I/O", r"asyncio/"),
 ]

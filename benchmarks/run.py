@@ -3,6 +3,7 @@
     make bench                           # full run: 3 repeats x 5 s per point (~7 min with valgrind)
     make bench BENCH_ARGS=--quick        # 1 repeat x 2 s per point (~1 min)
     make bench BENCH_ARGS="--profile"    # also record a py-spy profile at c=16 PutMetadata
+    make bench GO_PEER=/tmp/go-peer/aws-sigv4-proxy   # side by side with awslabs' Go proxy (go_peer.py)
     benchmarks/run.py --quick --workers 2 --proxy-cpus 0,1 --output /tmp/w.md   # `serve --workers 2`
 
 What it does (see benchmarks/README.md): a throw-away CA and a TLS upstream (nginx when
@@ -38,6 +39,7 @@ import machine
 import payloads
 import procs
 import report
+from go_peer import PeerProcess, version_of
 from load import LoadGenerator
 from procs import (
     RssSampler,
@@ -86,6 +88,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="count instructions per request layer by layer with valgrind (icount.py; ~2 min; "
                              "default: on when valgrind is installed, off with --quick)")
     parser.add_argument("--keep-temp", action="store_true", help="keep the temp dir (certs, nginx conf, logs)")
+    parser.add_argument("--go-peer", type=Path, help="an aws-sigv4-proxy binary to measure side by side (go_peer.py)")
+    parser.add_argument("--go-peer-fixed", type=Path,
+                        help="the same with its idle pool raised (go_peer.py build --raise-idle-pool)")
     args = parser.parse_args(argv)
     procs.NICE = args.nice
     args.repeats = args.repeats or (1 if args.quick else 3)
@@ -173,6 +178,27 @@ def measure_startup(args: argparse.Namespace, env: dict[str, str], tmp: Path) ->
         memory = tree_memory_kib(proxy.pid)
         runs.append({"listening_s": proxy.listening_s, "ready_s": proxy.ready_s, "idle_rss_kib": memory["VmRSS"]})
         proxy.stop()
+    return runs
+
+
+#: The peers a run may measure beside ivs-proxy: results key -> (what it is, its option).
+PEERS = (("go", "aws-sigv4-proxy, stock", "go_peer"), ("go_fixed", "aws-sigv4-proxy, idle pool raised", "go_peer_fixed"))
+
+
+def peers_of(args: argparse.Namespace) -> dict[str, Path]:
+    return {key: getattr(args, option) for key, _, option in PEERS if getattr(args, option)}
+
+
+def measure_peer_startup(binary: Path, args: argparse.Namespace, env: dict[str, str], tmp: Path, upstream_url: str,
+                         ca_bundle: Path, probe: bytes) -> list[dict[str, float]]:
+    runs = []
+    for i in range(args.startups):
+        peer = PeerProcess(binary, env, args.proxy_pin, tmp / f"peer-startup-{binary.parent.name}-{i}.log",
+                           upstream_url, ca_bundle, probe)
+        peer.start()
+        time.sleep(0.5)
+        runs.append({"ready_s": peer.ready_s, "idle_rss_kib": tree_memory_kib(peer.pid)["VmRSS"]})
+        peer.stop()
     return runs
 
 
@@ -329,6 +355,9 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
         "notes": notes,
     }
     proxy: ProxyProcess | None = None
+    peers: dict[str, PeerProcess] = {}
+    peer_results: dict[str, dict[str, object]] = {}
+    results["peers"] = peer_results
     try:
         # pip compiles an installed package's bytecode; an editable checkout under
         # PYTHONDONTWRITEBYTECODE would recompile every edited module at each start.
@@ -343,9 +372,25 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
         results["idle_memory_kib"] = tree_memory_kib(proxy.pid)
         preflight(args.scenarios, upstream.url, proxy.url, certs.ca_bundle)
         body_files = {s.name: upstream.docroot / f"{s.name}.request.json" for s in args.scenarios}
+        probe = payloads.PUT_METADATA.body
+        for key, binary in peers_of(args).items():
+            log(f"peer {key}: start to first 2xx x{args.startups}")
+            peer_results[key] = {"binary": str(binary), "version": version_of(binary),
+                                 "startup": measure_peer_startup(binary, args, env, tmp, upstream.url,
+                                                                 certs.ca_bundle, probe)}
+            peer = PeerProcess(binary, env, args.proxy_pin, tmp / f"peer-{key}.log", upstream.url, certs.ca_bundle,
+                               probe)
+            peer.start()
+            peers[key] = peer
+            time.sleep(1.0)
+            peer_results[key]["idle_memory_kib"] = tree_memory_kib(peer.pid)
+            for scenario in args.scenarios:
+                status, _ = fetch(peer.url, scenario.path, scenario.body, certs.ca_bundle)
+                if status != scenario.expect_status:
+                    raise SystemExit(f"pre-flight failed for peer {key}, {scenario.name}: {status}")
         log("warm-up")
         for scenario in args.scenarios:
-            for target in (upstream.url, proxy.url):
+            for target in (upstream.url, proxy.url, *(peer.url for peer in peers.values())):
                 generator.run(target + scenario.path, body_files[scenario.name], max(args.concurrency), 1.0)
         points: list[dict[str, object]] = []
         for repeat in range(args.repeats):
@@ -355,8 +400,14 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
                     direct = one_point(generator, upstream.url + scenario.path, body, connections, args.duration, None)
                     proxied = one_point(generator, proxy.url + scenario.path, body, connections, args.duration, proxy,
                                         tuple(args.proxy_cpus))
+                    by_peer = {key: one_point(generator, peer.url + scenario.path, body, connections, args.duration,
+                                              peer, tuple(args.proxy_cpus)) for key, peer in peers.items()}
                     points.append({"repeat": repeat, "scenario": scenario.name, "small": scenario.small,
-                                   "connections": connections, "direct": direct, "proxy": proxied})
+                                   "connections": connections, "direct": direct, "proxy": proxied, "peers": by_peer})
+                    for key, point in by_peer.items():
+                        log(f"   peer {key:<8} {point['rps']:>6.0f}/s p50 {point['p50_ms']:.3f} p99 "
+                            f"{point['p99_ms']:.3f} ms, {point['proxy_cpu_us_per_req']:.0f} us CPU/req, "
+                            f"errors {point['errors']}")
                     log(f"r{repeat} {scenario.name:<13} c={connections:<3} direct {direct['rps']:>7.0f}/s "
                         f"p50 {direct['p50_ms']:.3f} p99 {direct['p99_ms']:.3f} | proxy {proxied['rps']:>6.0f}/s "
                         f"p50 {proxied['p50_ms']:.3f} p99 {proxied['p99_ms']:.3f} ms, "
@@ -367,10 +418,14 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
         results["points"] = points
         time.sleep(1.0)
         results["after_load_memory_kib"] = tree_memory_kib(proxy.pid)
+        for key, peer in peers.items():
+            peer_results[key]["after_load_memory_kib"] = tree_memory_kib(peer.pid)
         if args.profile:
             log(f"profiling c=16 PutMetadata for {args.profile_seconds:.0f} s")
             results["profile"] = run_profile(args, generator, proxy, body_files["PutMetadata"])
     finally:
+        for peer in peers.values():
+            peer.stop()
         if proxy is not None:
             proxy.stop()
             proxy = None
@@ -386,6 +441,8 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
 
         log("instructions per request, layer by layer (valgrind, ~30 s a layer)")
         results["instructions"] = icount.decomposition()
+        log("instructions per request without the access line (--log-level warning)")
+        results["instructions_without_access_line"] = icount.without_access_line()
     results["wall_s"] = time.monotonic() - started
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")

@@ -2,9 +2,10 @@
 
   A. the pipeline's stages for each scenario (routing, headers, validation, endpoint, sign)
   B. one access-log line as configured in production (structlog JSON to a file)
-  C. the upstream round trip's CPU: the proxy's aiohttp `Upstream.send` vs a bare
-     asyncio keep-alive HTTP/1.1 client sending the same bytes (a floor for any client),
-     against the benchmark's TLS upstream.
+  C. the upstream round trip's CPU: the proxy's `Upstream.send` (its own client since
+     issue 14; the output keys keep their old "aiohttp" names) vs a bare asyncio keep-alive
+     HTTP/1.1 client sending the same bytes (a floor for any client), against the
+     benchmark's TLS upstream.
 
     taskset -c 0 .venv/bin/python benchmarks/stages.py [--json out.json]
 """

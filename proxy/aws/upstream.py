@@ -1,7 +1,9 @@
-"""The shared upstream client: one keep-alive session, TLS verified like the SDKs do.
+"""The shared upstream client: one bounded keep-alive pool, TLS verified like the SDKs do.
 
-Bodies are passed through byte for byte in both directions: automatic decompression is
-off, so a gzip answer from AWS reaches the caller still gzipped and still labelled so.
+The connections are `http1.py`'s (asyncio protocols and llhttp; aiohttp's client cost as
+much per request as the rest of the proxy). Bodies are passed through byte for byte in
+both directions: nothing is decompressed, so a gzip answer from AWS reaches the caller
+still gzipped and still labelled so.
 
 One `send` is one attempt (retries are `retries.py`'s business). A small answer (the
 common case: a Content-Length up to 64 KiB) is read whole, so that a truncated or
@@ -14,7 +16,6 @@ broke and whose `sent` says whether the request could have reached AWS at all.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import re
@@ -22,10 +23,14 @@ import ssl
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 
-import aiohttp
-from multidict import CIMultiDictProxy
-from yarl import URL
-
+from proxy.aws.http1 import (
+    ConnectFailed,
+    ConnectionBroken,
+    ConnectionPool,
+    ConnectTimeout,
+    MalformedResponse,
+    Response,
+)
 from proxy.config import UpstreamConfig
 from proxy.errors import UpstreamNotAws, UpstreamTimeout, UpstreamUnreachable
 
@@ -57,8 +62,10 @@ _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-
 #: which the SDKs parse; an HTML page is not one of them.
 _AWS_XML_ERRORS = (b"<?xml", b"<ErrorResponse", b"<Error>", b"<Response><Errors>")
 
-#: aiohttp adds these on its own unless told not to; the caller's values (or none) must win.
-_NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+#: RETURNED_HEADERS as the pool's lower-case header names find them.
+_RETURNED_LOWER = tuple((name, name.lower()) for name in RETURNED_HEADERS)
+#: Idle keep-alive connections are closed after this (AWS's front ends close theirs later).
+IDLE_TIMEOUT_SECONDS = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,23 +85,23 @@ class BodyStream:
     """A large answer still arriving: `chunks()` relays it, raising UpstreamError if it
     stalls or ends before its Content-Length (or its last chunk)."""
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: Response) -> None:
         self._response = response
         self.content_length = response.content_length
 
     async def chunks(self) -> AsyncGenerator[bytes, None]:
+        response = self._response
         try:
-            async for chunk in self._response.content.iter_chunked(CHUNK_SIZE):
+            while chunk := await response.next_chunk():
                 yield chunk
         except BaseException as exc:
-            self._response.close()
+            response.close()
             if isinstance(exc, TimeoutError):
                 raise UpstreamTimeout("AWS stopped sending its answer midway", kind="timeout") from None
-            if isinstance(exc, (aiohttp.ClientError, OSError)):
+            if isinstance(exc, (MalformedResponse, OSError)):
                 raise UpstreamUnreachable(f"AWS's answer broke off midway ({type(exc).__name__})",
                                           kind="reset") from None
             raise
-        self._response.release()
 
     def close(self) -> None:
         self._response.close()
@@ -115,31 +122,19 @@ class Upstream:
     def __init__(self, config: UpstreamConfig, ca_bundle: str | None = None) -> None:
         self._config = config
         self._ca_bundle = ca_bundle or config.ca_bundle
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: ConnectionPool | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(
-            limit=self._config.max_connections,
-            ssl=ssl_context(self._ca_bundle),
-            enable_cleanup_closed=True,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            auto_decompress=False,
-            timeout=aiohttp.ClientTimeout(
-                total=None,
-                sock_connect=self._config.connect_timeout_seconds,
-                sock_read=self._config.read_timeout_seconds,
-            ),
-            # Cookies from AWS must not leak from one caller to the next.
-            cookie_jar=aiohttp.DummyCookieJar(),
-            # Given once here rather than per request: aiohttp re-normalises a per-request list.
-            skip_auto_headers=_NO_AUTO_HEADERS,
+        config = self._config
+        self._pool = ConnectionPool(
+            limit=config.max_connections, ssl_context=ssl_context(self._ca_bundle),
+            connect_timeout=config.connect_timeout_seconds, read_timeout=config.read_timeout_seconds,
+            idle_timeout=IDLE_TIMEOUT_SECONDS,
         )
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._pool is not None:
+            await self._pool.close()
 
     async def send(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes, *, timeout: float | None = None,
@@ -147,55 +142,55 @@ class Upstream:
     ) -> UpstreamResponse:
         """One attempt, bounded by `timeout` (default: upstream.attempt_timeout_seconds) until
         its answer is read whole or, for a large one, until its headers are in. The answer
-        keeps RETURNED_HEADERS and `output_headers` (the operation's header-bound members)."""
-        assert self._session is not None, "Upstream.start() was not awaited"
-        # encoded=True: yarl must not decode %2F or %3A, or the path sent differs from the
-        # path that was signed.
-        target = URL(url, encoded=True)
+        keeps RETURNED_HEADERS and `output_headers` (the operation's header-bound members).
+        `url` goes out as given: a %2F or %3A in it stays encoded, as it was signed."""
+        pool = self._pool
+        assert pool is not None, "Upstream.start() was not awaited"
+        deadline = pool.loop.time() + (timeout or self._config.attempt_timeout_seconds)
         try:
-            async with asyncio.timeout(timeout or self._config.attempt_timeout_seconds):
-                response = await self._session.request(
-                    method,
-                    target,
-                    headers=headers,
-                    data=body if body else None,
-                    allow_redirects=False,
-                )
-                try:
-                    returned = _returned(response.headers, output_headers)
-                    if _large(response):
-                        return UpstreamResponse(response.status, returned, stream=BodyStream(response))
-                    return UpstreamResponse(response.status, returned, await response.read())
-                except BaseException:
-                    response.close()
-                    raise
-        except aiohttp.ConnectionTimeoutError:
+            response = await pool.request(method, url, headers, body, deadline)
+            try:
+                returned = _returned(response.headers, output_headers)
+                if _large(response):
+                    response.stream()
+                    return UpstreamResponse(response.status, returned, stream=BodyStream(response))
+                return UpstreamResponse(response.status, returned, await response.read())
+            except BaseException:
+                response.close()
+                raise
+        except ConnectTimeout:
             raise UpstreamTimeout("could not connect to AWS in time", kind="connect", sent=False) from None
-        except TimeoutError:  # ours (the attempt's budget) or aiohttp's (read timeout)
+        except TimeoutError:  # the attempt's budget, or the read timeout
             raise UpstreamTimeout("AWS did not answer in time", kind="timeout") from None
-        except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError):
+        except ssl.SSLError:  # (an OSError) while the connection was being set up
             raise UpstreamUnreachable("the TLS connection to AWS failed verification", kind="tls", sent=False) from None
-        except aiohttp.ClientConnectorError as exc:
+        except ConnectFailed as exc:
             # Nothing was written: the connection never opened (refused, unreachable, DNS).
-            raise UpstreamUnreachable(f"could not connect to AWS ({type(exc).__name__})", kind="connect",
-                                      sent=False) from None
-        except aiohttp.ClientResponseError as exc:
-            raise UpstreamUnreachable(f"AWS's answer was not valid HTTP ({type(exc).__name__})",
-                                      kind="malformed") from None
-        except (aiohttp.ClientError, OSError) as exc:
+            raise UpstreamUnreachable(f"could not connect to AWS ({type(exc.__cause__ or exc).__name__})",
+                                      kind="connect", sent=False) from None
+        except MalformedResponse:
+            raise UpstreamUnreachable("AWS's answer was not valid HTTP (MalformedResponse)", kind="malformed") from None
+        except (ConnectionBroken, OSError) as exc:
             # The connection was up and broke: reset, closed early, or a truncated answer.
             raise UpstreamUnreachable(f"the connection to AWS failed ({type(exc).__name__})", kind="reset") from None
 
 
-def _large(response: aiohttp.ClientResponse) -> bool:
+def _large(response: Response) -> bool:
     if response.status in (204, 304) or response.status < 200:
         return False  # no body by definition
     length = response.content_length
     return length is None or length > STREAM_THRESHOLD
 
 
-def _returned(headers: CIMultiDictProxy[str], output_headers: tuple[str, ...]) -> dict[str, str]:
-    return {name: headers[name] for name in (*RETURNED_HEADERS, *output_headers) if name in headers}
+def _returned(headers: Mapping[str, str], output_headers: tuple[str, ...]) -> dict[str, str]:
+    """The kept headers, spelled as RETURNED_HEADERS and the model spell them; `headers` has
+    lower-case names."""
+    returned = {name: headers[lower] for name, lower in _RETURNED_LOWER if lower in headers}
+    for name in output_headers:
+        lower = name.lower()
+        if lower in headers:
+            returned[name] = headers[lower]
+    return returned
 
 
 def is_aws_answer(response: UpstreamResponse) -> bool:

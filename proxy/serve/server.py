@@ -1,11 +1,12 @@
 """The aiohttp applications: the data listener (the proxy) and the admin listener.
 
 The data app has a single catch-all route: routing is the catalog's job, so that a miss is
-explained in the rest-json error shape instead of aiohttp's plain-text 404. Its middlewares,
-outermost first: `observe` (one access line and the metrics), `proxy_errors` (the one
-place a ProxyError becomes a response), `guard` (the drain's bookkeeping: a request still
-running at the cut-off is answered 503 here). The in-flight cap is taken in
-`handle_proxy`, once the body is in (proxy/serve/limits.py says why).
+explained in the rest-json error shape instead of aiohttp's plain-text 404. One middleware,
+`serve_request`, wraps every request, in three layers of one coroutine (one frame per
+request, not three), outermost first: observing (one access line and the metrics),
+refusing (the one place a ProxyError becomes a response), guarding (the drain's
+bookkeeping: a request still running at the cut-off is answered 503 here). The in-flight
+cap is taken in `handle_proxy`, once the body is in (proxy/serve/limits.py says why).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class MetricChildren:
         self._answered: dict[tuple[str, str, str, int], tuple[Counter, Histogram]] = {}
         self._upstream: dict[tuple[str, str, str], Histogram] = {}
         self._rejected: dict[str, Counter] = {}
+        self.in_flight_slots = metrics.slots_held.labels("in_flight")
 
     def answered(self, service: str, operation: str, region: str, status: int) -> tuple[Counter, Histogram]:
         """(requests, request duration) of this operation, region and status."""
@@ -112,6 +114,15 @@ class ProxyState:
     def __post_init__(self) -> None:
         self.metric_children = MetricChildren(self.metrics)
 
+    @property
+    def body_pace(self) -> BodyPace:
+        """The pace bodies must keep; built again only when the three settings change."""
+        settings = (self.body_timeout_seconds, self.body_grace_seconds, self.body_min_rate)
+        pace = self.__dict__.get("_body_pace")
+        if pace is None or (pace.timeout, pace.grace, pace.min_rate) != settings:
+            pace = self.__dict__["_body_pace"] = BodyPace(*settings)
+        return pace
+
 
 STATE = web.AppKey("state", ProxyState)
 EXCHANGE = web.RequestKey("exchange", Exchange)
@@ -152,9 +163,12 @@ def request_id_for(request: web.Request) -> str:
 
 
 @web.middleware
-async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Outermost: one access line and one set of metrics per request, whatever happened."""
-    metrics = request.app[STATE].metrics
+async def serve_request(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every request on the data port: observed (one access line and one set of metrics,
+    whatever happened), its ProxyError turned into a response, and its task known to the
+    drain (at the cut-off, a 503 instead of a dropped connection)."""
+    state = request.app[STATE]
+    metrics = state.metrics
     request_id = request[REQUEST_ID] = request_id_for(request)
     started = time.perf_counter()
     metrics.inflight.inc()
@@ -163,12 +177,12 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     bound = structlog.contextvars.bind_contextvars(request_id=request_id)
     try:
         try:
-            response = await handler(request)
+            response = await _refusing(request, handler, state)
         finally:
             metrics.inflight.dec()
         if not response.prepared:
             response.headers["X-Request-Id"] = request_id
-            if request.app[STATE].draining:
+            if state.draining:
                 response.force_close()  # so that clients reconnect to a replica that stays
         record_request(request, response, time.perf_counter() - started)
     finally:
@@ -176,36 +190,27 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     return response
 
 
-@web.middleware
-async def proxy_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def _refusing(request: web.Request, handler: Handler, state: ProxyState) -> web.StreamResponse:
     try:
         if request.match_info.http_exception is not None:
             # Only a target that is not a path misses the catch-all route: CONNECT's
             # authority-form or `OPTIONS *`; refused here, not with aiohttp's plain-text 404.
             refuse_target_form(request.method, request.raw_path)
-        return await handler(request)
+        task = asyncio.current_task()
+        assert task is not None
+        state.drain.enter(task)
+        try:
+            return await handler(request)
+        except asyncio.CancelledError:
+            if not state.drain.cut_off:
+                raise
+            task.uncancel()  # the cancellation was ours, to answer the caller; not aiohttp's
+            return _cut_off(request)
+        finally:
+            state.drain.leave(task)
     except ProxyError as error:
         request[ERROR] = error
         return error_response(error)
-
-
-@web.middleware
-async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Inside `proxy_errors`: where the drain's cut-off turns into a 503 instead of a
-    dropped connection."""
-    state = request.app[STATE]
-    task = asyncio.current_task()
-    assert task is not None
-    state.drain.enter(task)
-    try:
-        return await handler(request)
-    except asyncio.CancelledError:
-        if not state.drain.cut_off:
-            raise
-        task.uncancel()  # the cancellation was ours, to answer the caller; not aiohttp's
-        return _cut_off(request)
-    finally:
-        state.drain.leave(task)
 
 
 def _cut_off(request: web.Request) -> web.StreamResponse:
@@ -445,14 +450,13 @@ async def handle_proxy(request: web.Request) -> web.StreamResponse:
     exchange = Exchange(IncomingRequest(request.method, path, query, tuple(request.headers.items()), request.body_exists))
     request[EXCHANGE] = exchange
     state.pipeline.check_head(exchange)
-    pace = BodyPace(state.body_timeout_seconds, state.body_grace_seconds, state.body_min_rate)
     holder = holder_of(request, exchange)
-    body = await read_body(request, state.max_body_bytes, pace=pace, reads=state.body_reads, metrics=state.metrics,
-                           shares=(state.body_read_shares, holder))
+    body = await read_body(request, state.max_body_bytes, pace=state.body_pace, reads=state.body_reads,
+                           metrics=state.metrics, shares=(state.body_read_shares, holder))
     state.inflight_shares.take(holder)
     try:
         await state.admission.acquire()
-        in_flight = state.metrics.slots_held.labels("in_flight")
+        in_flight = state.metric_children.in_flight_slots
         in_flight.inc()
         try:
             return await _forward(request, exchange, body)
@@ -537,7 +541,7 @@ def create_data_app(state: ProxyState, own_routes: Sequence[tuple[OwnOperation, 
                     own_access: OwnAccess | None = None) -> web.Application:
     """The data port. `own_routes` are the proxy's own operations that this config turns on
     (proxy/serve/own_routes.py); every other path goes to the IVS request path."""
-    app = web.Application(middlewares=[observe, proxy_errors, guard], client_max_size=state.max_body_bytes)
+    app = web.Application(middlewares=[serve_request], client_max_size=state.max_body_bytes)
     app[STATE] = state
 
     async def read_own_body(request: web.Request) -> bytes:

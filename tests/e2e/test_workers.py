@@ -59,6 +59,17 @@ async def upstream(aiohttp_server) -> tuple[RecordingUpstream, TestServer]:  # t
     return recording, await aiohttp_server(recording.app())
 
 
+async def access_lines(process: ProxyProcess, expected: int) -> list[dict[str, Any]]:
+    """The access lines written so far, once `expected` are there (or after 10 s): a worker
+    writes its lines at the end of the loop turn that answered, just after the answer."""
+    for _ in range(200):
+        access = [line for line in lines(process.output()) if line["event"] == "request"]
+        if len(access) >= expected:
+            break
+        await asyncio.sleep(0.05)
+    return access
+
+
 def lines(output: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
 
@@ -143,7 +154,7 @@ async def test_two_workers_share_the_port_and_report_as_one(upstream, tmp_path: 
             forwarded = [received for received in recording.received if received.raw_path == "/ListChannels"]
             assert len(forwarded) == FRESH_CONNECTIONS  # (the rest: each worker's STS identity lookup)
             assert all(received.signature_valid for received in forwarded)
-            access = [line for line in lines(process.output()) if line["event"] == "request"]
+            access = await access_lines(process, sent)
             served_by = collections.Counter(line["worker"] for line in access)
             assert sorted(served_by) == [0, 1] and sum(served_by.values()) == sent
 
