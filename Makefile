@@ -54,8 +54,11 @@ lock: $(UV)
 demo: $(DEMO_STAMP)
 	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
 
+# Two test processes (pytest-xdist): the e2e tests mostly wait on their servers, so two halve
+# the wall time on two cores. `make test TEST_PROCESSES=0` runs them in this one process.
+TEST_PROCESSES ?= 2
 test: install system-deps js-deps
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n $(TEST_PROCESSES) $(PYTEST_ARGS)
 
 # The documentation site from docs/ (mkdocs.yml) into site/; the configuration page is
 # generated from config/reference.yaml first. `make test` builds it with --strict
