@@ -73,8 +73,9 @@ class AwsCallFailed(Exception):
         return self.status >= 500 or self.status == 429 or self.code in _THROTTLING
 
 
-class AwsJsonClient:
-    """One JSON-protocol service, e.g. `AwsJsonClient("kms", endpoints, credentials, upstream)`."""
+class _SignedCalls:
+    """What both protocols share: the endpoint, the proxy's credentials and signer, one
+    attempt over the Upstream, and the answer decoded or turned into an error."""
 
     def __init__(
         self,
@@ -87,58 +88,54 @@ class AwsJsonClient:
         signer: SigV4Signer | None = None,
     ) -> None:
         self.service = service
-        self._protocol = JsonProtocol.of(service)
         self._endpoints = endpoints
         self._credentials = credentials
         self._upstream = upstream
         self._clock = clock
         self._signer = signer or SigV4Signer()
+
+    async def _send(self, operation: str, method: str, request_uri: str, headers: dict[str, str],
+                    params: Mapping[str, Any], region: str, timeout: float | None) -> dict[str, Any]:
+        endpoint = self._endpoints.lookup(self.service, region)
+        body = json.dumps(params, separators=(",", ":")).encode()
+        signed = self._signer.sign(
+            method=method, host=endpoint.host, path=endpoint.base_path + request_uri, query="", headers=headers,
+            body=body, service=endpoint.signing_name, region=endpoint.signing_region,
+            credentials=self._credentials.current(), now=self._clock(),
+        )
+        response = await self._upstream.send(
+            method, endpoint.url_for(request_uri), {**headers, **dict(signed.items())}, body, timeout=timeout
+        )
+        return _decoded(self.service, operation, response.status, response.headers, await _read_whole(response))
+
+
+class AwsJsonClient(_SignedCalls):
+    """One JSON-protocol service, e.g. `AwsJsonClient("kms", endpoints, credentials, upstream)`."""
+
+    def __init__(self, service: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(service, *args, **kwargs)
+        self._protocol = JsonProtocol.of(service)
 
     async def call(
         self, operation: str, params: Mapping[str, Any], *, region: str, timeout: float | None = None
     ) -> dict[str, Any]:
         """One signed attempt of `operation`; retrying is the caller's decision (`retryable`)."""
-        endpoint = self._endpoints.lookup(self.service, region)
-        body = json.dumps(params, separators=(",", ":")).encode()
         headers = {
             "Content-Type": self._protocol.content_type,
             "X-Amz-Target": f"{self._protocol.target_prefix}.{operation}",
         }
-        path = endpoint.base_path + "/"
-        signed = self._signer.sign(
-            method="POST", host=endpoint.host, path=path, query="", headers=headers, body=body,
-            service=endpoint.signing_name, region=endpoint.signing_region,
-            credentials=self._credentials.current(), now=self._clock(),
-        )
-        response = await self._upstream.send(
-            "POST", endpoint.url_for("/"), {**headers, **dict(signed.items())}, body, timeout=timeout
-        )
-        return _decoded(self.service, operation, response.status, response.headers, await _read_whole(response))
+        return await self._send(operation, "POST", "/", headers, params, region, timeout)
 
 
-class AwsRestJsonClient:
+class AwsRestJsonClient(_SignedCalls):
     """The rest-json operations whose whole input is a JSON body on a fixed path (IVS's
     `POST /GetStage {"arn": ...}`), e.g. `AwsRestJsonClient("ivs-realtime", ...)`. The
     method and path come from the botocore model; the endpoint, signer and credentials
     are the proxy's own, as for `AwsJsonClient`."""
 
-    def __init__(
-        self,
-        service: str,
-        endpoints: EndpointTable,
-        credentials: CredentialStore,
-        upstream: Upstream,
-        *,
-        clock: Clock = utc_now,
-        signer: SigV4Signer | None = None,
-    ) -> None:
-        self.service = service
+    def __init__(self, service: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(service, *args, **kwargs)
         self._operations = create_loader().load_service_model(service, "service-2")["operations"]
-        self._endpoints = endpoints
-        self._credentials = credentials
-        self._upstream = upstream
-        self._clock = clock
-        self._signer = signer or SigV4Signer()
 
     async def call(
         self, operation: str, params: Mapping[str, Any], *, region: str, timeout: float | None = None
@@ -146,20 +143,8 @@ class AwsRestJsonClient:
         http = self._operations[operation]["http"]
         if "{" in http["requestUri"]:
             raise ValueError(f"{self.service} {operation} takes path parameters; not a body-only operation")
-        endpoint = self._endpoints.lookup(self.service, region)
-        body = json.dumps(params, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json"}
-        path = endpoint.base_path + http["requestUri"]
-        signed = self._signer.sign(
-            method=http["method"], host=endpoint.host, path=path, query="", headers=headers, body=body,
-            service=endpoint.signing_name, region=endpoint.signing_region,
-            credentials=self._credentials.current(), now=self._clock(),
-        )
-        response = await self._upstream.send(
-            http["method"], endpoint.url_for(http["requestUri"]), {**headers, **dict(signed.items())}, body,
-            timeout=timeout,
-        )
-        return _decoded(self.service, operation, response.status, response.headers, await _read_whole(response))
+        return await self._send(operation, http["method"], http["requestUri"], headers, params, region, timeout)
 
 
 def _decoded(service: str, operation: str, status: int, headers: Mapping[str, str], answer: bytes) -> dict[str, Any]:
