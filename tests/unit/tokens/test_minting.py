@@ -276,3 +276,26 @@ def test_a_served_services_session_policy_grants_kms_signing_only_for_kms_keys(k
     section = tokens_section(keys)
     section["keys"][0] = {"arn": PLAYBACK_KEY_ARN, "kms_key_id": "alias/ivs-playback"}
     assert own_actions(load_config(None, {"tokens": section})) == ("kms:DescribeKey", "kms:GetPublicKey", "kms:Sign")
+
+
+#: Values of every JSON type, for members that expect another.
+ODD_VALUES = (None, True, -1, 2**70, 1.5, "", "x" * 2000, [], [None], {}, {"a": []})
+
+
+@pytest.mark.parametrize(("path", "members"), [
+    (PLAYBACK, ("channelArn", "allowedOrigins", "strictOriginEnforcement", "singleUse", "viewerId",
+                "viewerSessionVersion", "maximumResolution", "lifetimeSeconds")),
+    (PARTICIPANT, ("stageArn", "userId", "capabilities", "attributes", "durationMinutes")),
+])
+async def test_a_value_of_any_wrong_type_is_a_clear_refusal_never_a_500(gateway, path, members) -> None:  # type: ignore[no-untyped-def]
+    client, _, _ = gateway
+    base = {"channelArn": channel("VideoMain001")} if path == PLAYBACK else {"stageArn": STAGE}
+    for member in members:
+        for value in ODD_VALUES:
+            answer = await client.post(path, json={**base, member: value}, headers=AS_VIDEO)
+            assert answer.status < 500, (member, value, await answer.text())
+            if answer.status >= 400:
+                assert (await answer.json())["message"].startswith("ivs-proxy refused the request: "), (member, value)
+    for raw in (b"", b"[]", b"null", b"{", b"\xff\xfe", b'{"channelArn": "a", "channelArn": "b"}'):
+        answer = await client.post(path, data=raw, headers={**AS_VIDEO, "Content-Type": "application/json"})
+        assert 400 <= answer.status < 500, (raw, await answer.text())
