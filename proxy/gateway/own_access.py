@@ -14,9 +14,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from proxy.aws.credentials import Clock, utc_now
 from proxy.gateway.audit import AuditLog
 from proxy.gateway.auth import Authenticator
 from proxy.gateway.identity import Caller, Unauthenticated
+from proxy.gateway.replay import ReplayWindow
 from proxy.gateway.sigv4_callers import SigV4Verifier
 from proxy.policy import AccessDenied, Decision, PolicySet
 
@@ -70,13 +72,17 @@ class OwnAccess:
         verifier: SigV4Verifier | None = None,
         policy: PolicySet | None = None,
         audit: AuditLog | None = None,
+        replays: ReplayWindow | None = None,
+        clock: Clock = utc_now,
     ) -> None:
         self._authenticator = authenticator
         self._verifier = verifier
         self._policy = policy
         self._audit = audit
+        self._replays = replays
+        self._clock = clock
 
-    def identify(
+    async def identify(
         self,
         operation: OwnOperation,
         headers: Sequence[tuple[str, str]],
@@ -86,15 +92,23 @@ class OwnAccess:
         query: str,
         body: bytes,
     ) -> Caller:
-        """Who is calling; Unauthenticated (401, audited, with the gateway's challenge) if nobody."""
+        """Who is calling; Unauthenticated (401, audited, with the gateway's challenge) if nobody.
+        A verified signature is accepted once, as on the API path: a replayed mint request
+        must not mint again."""
         if self._authenticator is None:
             return Caller(SIDECAR_CALLER, "none")
         try:
             found = self._authenticator.authenticate(headers, peercert)
-            if found.signature is not None:
+            pending = found.signature
+            if pending is not None:
                 assert self._verifier is not None  # a signature is only parsed when keys exist
-                self._verifier.verify(found.signature, method=operation.method, path=path, query=query,
+                self._verifier.verify(pending, method=operation.method, path=path, query=query,
                                       body=body, signing_name=OWN_SERVICE)
+                remaining = (pending.amz_date + self._verifier.max_skew - self._clock()).total_seconds()
+                if self._replays is not None and not await self._replays.first_use(pending.signature, remaining):
+                    raise Unauthenticated("this signature was already used: a replayed request is refused (sign "
+                                          "each request afresh)", method="sigv4", why="replayed",
+                                          key_id=pending.key.access_key_id)
         except Unauthenticated as error:
             if self._audit is not None:
                 self._audit.authentication_failed(error, operation.action)

@@ -75,6 +75,7 @@ def build_gateway(config: ProxyConfig, env: Mapping[str, str], catalog: Catalog,
     policy = PolicySet(config.policy.callers, known_actions(op.iam_action for op in catalog.operations)) if enforce_policy else None
     admission: list[AdmissionStage] = []
     body: tuple[Stage, ...] = ()
+    window = None
     if verifier is not None:
         body = (VerifyCallerSignature(verifier, authenticator, audit),)
         window = ReplayWindow(auth.sigv4.max_skew_seconds, shared, config.redis.replay_on_outage)
@@ -91,7 +92,7 @@ def build_gateway(config: ProxyConfig, env: Mapping[str, str], catalog: Catalog,
         head=(Authenticate(authenticator, audit),), body=body, admission=tuple(admission), contexts=tuple(contexts),
         needs_peer_certificate=bool(config.tls.client_ca_file),
         authenticator=authenticator, policy=policy, shared=shared, sighup=sighup,
-        own_access=OwnAccess(authenticator if auth.configured else None, verifier, policy, audit),
+        own_access=OwnAccess(authenticator if auth.configured else None, verifier, policy, audit, window, clock),
     )
 
 

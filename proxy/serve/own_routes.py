@@ -52,7 +52,7 @@ def own_route(operation: OwnOperation, access: OwnAccess, handler: OwnHandler,
     async def handle(request: web.Request) -> web.StreamResponse:
         call = request[OWN_CALL] = OwnCall(operation)
         body = await read_body(request)
-        call.caller = access.identify(
+        call.caller = await access.identify(
             operation, tuple(request.headers.items()), PEER_CERTIFICATE.get(),
             path=request.raw_path.partition("?")[0], query=request.query_string, body=body,
         )

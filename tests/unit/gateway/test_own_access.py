@@ -97,8 +97,11 @@ async def test_gateway_authenticates_authorizes_and_audits(aiohttp_client) -> No
         # An SDK-style signature with an internal key, scoped to the signing name ivs-proxy.
         raw = b'{"channelArn": "%s"}' % channel("VideoMain001").encode()
         url = f"http://{client.host}:{client.port}{ECHO.path}"
-        signed = await client.post(ECHO.path, data=raw, headers=sign("POST", url, raw, VIDEO, service="ivs-proxy"))
+        signed_headers = sign("POST", url, raw, VIDEO, service="ivs-proxy")
+        signed = await client.post(ECHO.path, data=raw, headers=signed_headers)
         assert signed.status == 200 and (await signed.json())["method"] == "sigv4"
+        replayed = await client.post(ECHO.path, data=raw, headers=signed_headers)  # the same signature again
+        assert replayed.status == 401 and "already used" in (await replayed.json())["message"]
         wrong_scope = await client.post(ECHO.path, data=raw, headers=sign("POST", url, raw, VIDEO, service="ivs"))
         assert wrong_scope.status == 401 and wrong_scope.headers["x-amzn-ErrorType"] == "InvalidSignatureException"
     decisions = [(line["caller"], line["decision"]) for line in logs.audit() if line["event"] == "authorization"]
