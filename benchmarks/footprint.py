@@ -4,6 +4,8 @@ VmHWM) after a c=64 load through the benchmark's TLS upstream.
 
     .venv/bin/python benchmarks/footprint.py [--startups 7] [--seconds 5] [--json /tmp/out.json]
     .venv/bin/python benchmarks/footprint.py --variant base=/tmp/launch_a.py --variant new=/tmp/launch_b.py
+    .venv/bin/python benchmarks/footprint.py --startups 1 --step ListChannels:64:5 --step ListChannels:1:20 \
+        --step ListChannels:64:5    # run.py's sequence: idle connections closed, then reopened
 
 Same spawn, environment and pinning as `run.py` (proxyproc.py); about 15 s per variant.
 With several `--variant NAME=LAUNCHER` (a python file run instead of the `ivs-proxy`
@@ -61,16 +63,27 @@ def under_load(env: dict[str, str], args: argparse.Namespace, log: Path, launche
         time.sleep(1.0)
         result: dict[str, object] = {"idle_rss_mib": mib(proxy.memory_kib()["VmRSS"])}
         generator = LoadGenerator(args.load_cpu)
+        steps = args.step or [(scenario, args.connections, args.seconds) for scenario in args.scenario or ["PutMetadata"]]
         with RssSampler(proxy.pid) as sampler:
-            for scenario in args.scenario or ["PutMetadata"]:
+            for i, (scenario, connections, seconds) in enumerate(steps):
                 body = upstream.docroot / f"{scenario}.request.json"
-                load = generator.run(f"{proxy.url}/{scenario}", body, args.connections, args.seconds)
-                result |= {f"{scenario}_rps": round(load.rps), f"{scenario}_errors": load.errors}
+                load = generator.run(f"{proxy.url}/{scenario}", body, connections, seconds)
+                name = f"{scenario}_c{connections}_{i}" if args.step else scenario
+                result |= {f"{name}_rps": round(load.rps), f"{name}_errors": load.errors}
+                if args.step:
+                    result[f"{name}_peak_rss_mib"] = mib(sampler.peak_kib)
         memory = proxy.memory_kib()
         return result | {"peak_rss_mib": mib(sampler.peak_kib), "after_load_rss_mib": mib(memory["VmRSS"]),
                          "vmhwm_mib": mib(memory["VmHWM"])}
     finally:
         proxy.stop()
+
+
+def step(text: str) -> tuple[str, int, float]:
+    scenario, connections, seconds = text.split(":")
+    if scenario not in SCENARIOS:
+        raise argparse.ArgumentTypeError(f"unknown scenario {scenario!r}")
+    return scenario, int(connections), float(seconds)
 
 
 def main() -> int:
@@ -80,6 +93,10 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--scenario", action="append", choices=SCENARIOS,
                         help="load these one after the other (default PutMetadata; repeat the flag)")
+    parser.add_argument("--step", action="append", type=step, metavar="SCENARIO:CONNECTIONS:SECONDS",
+                        help="a load step (repeat the flag; replaces --scenario/--connections/--seconds): "
+                             "e.g. ListChannels:1:20 then ListChannels:64:5 lets the pool close its idle "
+                             "connections and reopen them under 64 KiB answers, as run.py's sequence does")
     parser.add_argument("--proxy-cpu", type=int, default=0)
     parser.add_argument("--load-cpu", type=int, default=1)
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=LAUNCHER",

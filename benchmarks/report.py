@@ -231,7 +231,8 @@ def why_missed(results: dict[str, Any], rows: list[dict[str, Any]],
         out.append("- **Access line**: most of its instructions are the JSON encoding of the line (the C encoder, "
                    "one dict of ~16 fields per request); writing is batched per loop turn and is not in the count.")
     if {"idle RSS (after ready)", "RSS under load (peak"} & missed:
-        line = "- **Memory**: `benchmarks/footprint.py` breaks RSS down by phase"
+        line = ("- **Memory**: `benchmarks/footprint.py` breaks RSS down by phase; why it rises under "
+                "64 KiB answers at c=64: benchmarks/README.md, \"Memory under load\"")
         by_repeat: dict[int, float] = defaultdict(float)
         for point in results.get("points", []):
             by_repeat[point["repeat"]] = max(by_repeat[point["repeat"]], point["proxy"]["peak_rss_kib"] / MIB)

@@ -97,6 +97,10 @@ class _Connection(asyncio.Protocol):
             else:
                 self._fail(ConnectionBroken("the connection closed before the answer was whole"))
         self._pool.forget(self)
+        # The transport is the last reference to asyncio's SSLProtocol (its 256 KiB read
+        # buffer, the TLS object and its BIOs): dropped here, they are freed now, not when
+        # the collector next finds this connection's cycle with its parser.
+        self.transport = None
 
     def data_received(self, data: bytes) -> None:
         if not self._active or self.complete:
