@@ -93,6 +93,11 @@ class _SignedCalls:
         self._upstream = upstream
         self._clock = clock
         self._signer = signer or SigV4Signer()
+        self._read_model()
+
+    def _read_model(self) -> None:
+        """What this protocol needs of the service's botocore model, read once at construction."""
+        raise NotImplementedError
 
     async def _send(self, operation: str, method: str, request_uri: str, headers: dict[str, str],
                     params: Mapping[str, Any], region: str, timeout: float | None) -> dict[str, Any]:
@@ -112,9 +117,8 @@ class _SignedCalls:
 class AwsJsonClient(_SignedCalls):
     """One JSON-protocol service, e.g. `AwsJsonClient("kms", endpoints, credentials, upstream)`."""
 
-    def __init__(self, service: str, *args: Any, **kwargs: Any) -> None:
-        super().__init__(service, *args, **kwargs)
-        self._protocol = JsonProtocol.of(service)
+    def _read_model(self) -> None:
+        self._protocol = JsonProtocol.of(self.service)
 
     async def call(
         self, operation: str, params: Mapping[str, Any], *, region: str, timeout: float | None = None
@@ -133,9 +137,8 @@ class AwsRestJsonClient(_SignedCalls):
     method and path come from the botocore model; the endpoint, signer and credentials
     are the proxy's own, as for `AwsJsonClient`."""
 
-    def __init__(self, service: str, *args: Any, **kwargs: Any) -> None:
-        super().__init__(service, *args, **kwargs)
-        self._operations = create_loader().load_service_model(service, "service-2")["operations"]
+    def _read_model(self) -> None:
+        self._operations = create_loader().load_service_model(self.service, "service-2")["operations"]
 
     async def call(
         self, operation: str, params: Mapping[str, Any], *, region: str, timeout: float | None = None
