@@ -265,19 +265,26 @@ async def test_a_refused_connection_is_a_connect_failure(pool: ConnectionPool) -
         await pool.request("POST", f"{origin}/", {}, b"")
 
 
-async def test_tls_is_verified_against_the_bundle_and_the_host_name(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    ca = trustme.CA()
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+async def tls_server(ca: trustme.CA, name: str = "127.0.0.1") -> tuple[ScriptedServer, int]:
+    """A server answering {"ok": true} over TLS with a certificate of `ca` for `name`."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(name).configure_cert(context)
+    server = ScriptedServer(fixed(ok_json()))
+    return server, await server.start(context)
+
+
+def ca_bundle(ca: trustme.CA, tmp_path) -> str:  # type: ignore[no-untyped-def]
     bundle = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(bundle))
-    server = ScriptedServer(fixed(ok_json()))
-    port = await server.start(server_context)
-    other_name = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("ivs.example").configure_cert(other_name)
-    misnamed = ScriptedServer(fixed(ok_json()))
-    misnamed_port = await misnamed.start(other_name)
-    trusted = ConnectionPool(limit=2, ssl_context=ssl.create_default_context(cafile=str(bundle)),
+    return str(bundle)
+
+
+async def test_tls_is_verified_against_the_bundle_and_the_host_name(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ca = trustme.CA()
+    server, port = await tls_server(ca)
+    misnamed, misnamed_port = await tls_server(ca, "ivs.example")
+    bundle = ca_bundle(ca, tmp_path)
+    trusted = ConnectionPool(limit=2, ssl_context=ssl.create_default_context(cafile=bundle),
                              connect_timeout=2, read_timeout=2)
     untrusted = ConnectionPool(limit=2, ssl_context=ssl.create_default_context(), connect_timeout=2, read_timeout=2)
     try:
@@ -303,13 +310,8 @@ async def test_a_closed_tls_connection_frees_its_tls_state_without_the_collector
     # held one for every connection it had closed until the cyclic collector ran (benchmarks/
     # results.md, Memory).
     ca = trustme.CA()
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server_context)
-    bundle = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(bundle))
-    server = ScriptedServer(fixed(ok_json()))
-    port = await server.start(server_context)
-    pool = ConnectionPool(limit=4, ssl_context=ssl.create_default_context(cafile=str(bundle)),
+    server, port = await tls_server(ca)
+    pool = ConnectionPool(limit=4, ssl_context=ssl.create_default_context(cafile=ca_bundle(ca, tmp_path)),
                           connect_timeout=2, read_timeout=2, idle_timeout=0.05)
     gc.collect()
     gc.disable()
