@@ -17,6 +17,10 @@ the proxy. Patches:
   bare-server    decomposition: the data app is a plain aiohttp app answering 204, without
                  the proxy's middlewares (aiohttp's own floor; stub-handler minus this is
                  what observe/proxy_errors/guard, the access line and metrics cost)
+  lowlevel-bare  decomposition: the data port as aiohttp's low-level web.Server answering
+                 204 (no Application, router, middlewares)
+  httptools-bare decomposition: the data port as a minimal asyncio protocol on httptools
+                 answering 204 (the floor of a server of our own)
   stub-upstream  decomposition: the full pipeline runs, the upstream call is replaced by a
                  canned answer (everything but the upstream round trip)
   lean-server    prototype of "serve the data port with a bare asyncio.Protocol instead of
@@ -97,7 +101,7 @@ def _apply() -> None:
         async def answer_204(_: web.Request) -> web.Response:
             return web.Response(status=204)
 
-        def bare_app(state):  # type: ignore[no-untyped-def]
+        def bare_app(state, *_):  # type: ignore[no-untyped-def]
             app = web.Application()
             app[proxy.serve.server.STATE] = state
             app.router.add_route("*", "/{tail:(?s:.*)}", answer_204)
@@ -106,6 +110,87 @@ def _apply() -> None:
         import proxy.app
 
         proxy.app.create_data_app = bare_app  # type: ignore[assignment]
+
+    if "lowlevel-bare" in PATCHES:
+        # decomposition: the data port as aiohttp's low-level web.Server answering 204 (no
+        # Application, router or middlewares): what leaving the Application alone saves.
+        from aiohttp import web
+
+        import proxy.serve.listener
+
+        start = proxy.serve.listener.start_listener
+
+        async def answer(_: web.BaseRequest) -> web.Response:
+            return web.Response(status=204)
+
+        async def start_lowlevel(app, sockets, limits, **kwargs):  # type: ignore[no-untyped-def]
+            if proxy.serve.server.STATE not in app:
+                return await start(app, sockets, limits, **kwargs)
+            await web.AppRunner(app).setup()  # its startup contexts: credentials, upstream
+            runner = web.ServerRunner(web.Server(answer), access_log=None)
+            await runner.setup()
+            for sock in sockets:
+                await web.SockSite(runner, sock).start()
+            return runner
+
+        import proxy.serve.server
+
+        proxy.serve.listener.start_listener = start_lowlevel
+        proxy.cli.start_listener = start_lowlevel  # type: ignore[attr-defined]
+
+    if "httptools-bare" in PATCHES:
+        # decomposition: the data port as a minimal asyncio protocol on httptools answering
+        # 204, one task per request as an async handler needs: the floor of an own server.
+        import asyncio
+
+        import httptools
+        from aiohttp import web
+
+        import proxy.serve.listener
+        import proxy.serve.server
+
+        start = proxy.serve.listener.start_listener
+
+        class Bare(asyncio.Protocol):
+            def connection_made(self, transport):  # type: ignore[no-untyped-def]
+                self.transport = transport
+                self.parser = httptools.HttpRequestParser(self)
+                self.headers = []
+
+            def on_header(self, name, value):  # type: ignore[no-untyped-def]
+                self.headers.append((name, value))
+
+            def on_url(self, url):  # type: ignore[no-untyped-def]
+                self.url = url
+
+            def on_body(self, body):  # type: ignore[no-untyped-def]
+                self.body = body
+
+            def on_message_complete(self):  # type: ignore[no-untyped-def]
+                asyncio.get_running_loop().create_task(self.answer())
+
+            async def answer(self):  # type: ignore[no-untyped-def]
+                self.headers = []
+                self.transport.write(b"HTTP/1.1 204 No Content\r\nx-amzn-RequestId: x\r\n\r\n")
+
+            def data_received(self, data):  # type: ignore[no-untyped-def]
+                self.parser.feed_data(data)
+
+        class BareRunner:
+            def __init__(self, server):  # type: ignore[no-untyped-def]
+                self.server = server
+
+        async def start_bare(app, sockets, limits, **kwargs):  # type: ignore[no-untyped-def]
+            if proxy.serve.server.STATE not in app:
+                return await start(app, sockets, limits, **kwargs)
+            await web.AppRunner(app).setup()  # its startup contexts: credentials, upstream
+            loop = asyncio.get_running_loop()
+            for sock in sockets:
+                server = await loop.create_server(Bare, sock=sock)
+            return BareRunner(server)
+
+        proxy.serve.listener.start_listener = start_bare
+        proxy.cli.start_listener = start_bare  # type: ignore[attr-defined]
 
     if "stub-upstream" in PATCHES:
         import proxy.pipeline
