@@ -49,8 +49,8 @@ from proxy.pipeline import (
 from proxy.policy import PolicySet
 from proxy.serve.limits import Admission, BodyReads, CallerShares
 from proxy.serve.own_routes import OwnHandler
-from proxy.serve.server import ProxyState, create_admin_app, create_data_app
-from proxy.serve.tls import peer_certificate, server_context
+from proxy.serve.server import DataApp, ProxyState, create_admin_app, create_data_app
+from proxy.serve.tls import server_context
 from proxy.startup import return_freed_memory
 from proxy.tokens.http import token_routes
 from proxy.tokens.keys import KMS_SIGNING_ACTIONS
@@ -62,7 +62,7 @@ class Proxy:
     config: ProxyConfig
     catalog: Catalog
     state: ProxyState
-    data_app: web.Application
+    data_app: DataApp
     admin_app: web.Application
     authenticator: Authenticator | None = None  # gateway mode (docs/gateway.md)
     own_access: OwnAccess = field(default_factory=OwnAccess)  # who may call the proxy's own operations
@@ -217,8 +217,7 @@ def build_proxy(
         data_app.cleanup_ctx.append(events.context)
     if sighup:
         data_app.cleanup_ctx.append(on_sighup(tuple(sighup)))
-    if gateway.needs_peer_certificate:
-        data_app.middlewares.append(peer_certificate)
+    data_app.peer_certificates = gateway.needs_peer_certificate
     proxy = Proxy(config, catalog, state, data_app, create_admin_app(state), gateway.authenticator,
                   gateway.own_access, tokens, events)
     return_freed_memory()
@@ -253,7 +252,7 @@ def credential_source_for(config: ProxyConfig, env: Mapping[str, str]) -> tuple[
 
 
 def _credential_refresh(store: CredentialStore):  # type: ignore[no-untyped-def]
-    async def refresh_in_background(_: web.Application) -> AsyncIterator[None]:
+    async def refresh_in_background(_: object) -> AsyncIterator[None]:
         await store.start()  # raises ConfigError (exit code 2) for refused long-lived keys
         task = asyncio.create_task(store.run(), name="credential-refresh")
         yield

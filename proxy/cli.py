@@ -32,8 +32,14 @@ with quick_imports():  # ~80 ms less start-up: see proxy/startup.py
     from proxy.model.catalog import SERVICE_MOUNTS, Catalog
     from proxy.observe.logs import configure_logging
     from proxy.policy import PolicySet
-    from proxy.serve.listener import bind_listener, bound_port, drain_and_close, start_listener
-    from proxy.serve.server import STATE
+    from proxy.serve.listener import (
+        DataRunner,
+        bind_listener,
+        bound_port,
+        drain_and_close,
+        start_listener,
+    )
+    from proxy.serve.server import DataApp
     from proxy.serve.tls import server_context
     from proxy.tokens.command import add_token_command, run_token
 
@@ -321,13 +327,13 @@ def fast_event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop  # type: ignore[no-any-return]
 
 
-async def _run(data_app: web.Application, admin_app: web.Application, config: ProxyConfig, *,
+async def _run(data_app: DataApp, admin_app: web.Application, config: ProxyConfig, *,
                reuse_port: bool = False, on_listening: Callable[[int], None] | None = None) -> None:
     """Serve until a stop request, then drain (proxy/serve/drain.py): SIGTERM drains fully; SIGINT
     and `POST /quitquitquit` skip the delay; a second request of any kind hurries it.
     A worker of `--workers N` shares the data port (`reuse_port`) and hears of the admin port."""
     log = structlog.get_logger("ivs_proxy")
-    state = data_app[STATE]
+    state = data_app.state
     drain = state.drain
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, drain.request_stop, "SIGTERM")
@@ -345,6 +351,7 @@ async def _run(data_app: web.Application, admin_app: web.Application, config: Pr
     # Then the data app: its start-up refuses long-lived keys (exit 2) before anything listens.
     try:
         data = await listen(data_app, data_sockets, ssl_context=server_context(config.tls))
+        assert isinstance(data, DataRunner)
     except BaseException:
         for sock in admin_sockets:
             sock.close()

@@ -3,8 +3,40 @@ from __future__ import annotations
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from proxy.serve.server import DataApp
+from tests.support.data_port import DataPortTestServer
 from tests.support.inprocess import TEST_CREDENTIALS, proxy_for
 from tests.support.recording_upstream import RecordingUpstream
+
+
+@pytest.fixture
+async def aiohttp_server(aiohttp_server):  # type: ignore[no-untyped-def]
+    """pytest-aiohttp's, which also serves the proxy's data port (tests/support/data_port.py)."""
+    servers: list[DataPortTestServer] = []
+
+    async def serve(app, **kwargs):  # type: ignore[no-untyped-def]
+        if not isinstance(app, DataApp):
+            return await aiohttp_server(app, **kwargs)
+        server = DataPortTestServer(app, port=kwargs.pop("port", None))
+        servers.append(server)
+        await server.start_server(**kwargs)
+        return server
+
+    yield serve
+    for server in reversed(servers):
+        await server.close()
+
+
+@pytest.fixture
+def aiohttp_client(aiohttp_client):  # type: ignore[no-untyped-def]
+    """pytest-aiohttp's, which also takes the proxy's data port (tests/support/data_port.py)."""
+
+    async def connect(target, **kwargs):  # type: ignore[no-untyped-def]
+        if isinstance(target, DataApp):
+            target = DataPortTestServer(target)
+        return await aiohttp_client(target, **kwargs)
+
+    return connect
 
 
 @pytest.fixture

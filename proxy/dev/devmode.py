@@ -35,7 +35,7 @@ from proxy.aws.credentials import (
     what_to_do,
 )
 from proxy.aws.regions import default_region
-from proxy.config import ProxyConfig, load_config
+from proxy.config import LimitsConfig, ProxyConfig, load_config
 from proxy.dev.broker import (
     Broker,
     create_broker_app,
@@ -46,7 +46,8 @@ from proxy.dev.broker import (
 )
 from proxy.errors import ConfigError
 from proxy.observe.logs import configure_logging
-from proxy.serve.listener import bind_listener
+from proxy.serve.listener import DataRunner, bind_listener, start_listener
+from proxy.serve.server import DataApp
 
 log = structlog.get_logger("ivs_proxy.dev")
 
@@ -190,7 +191,7 @@ def run_dev(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> i
         listen, admin_listen = (sock.getsockname()[:2] for sock in sockets[:2])
         print(startup_banner(dev, listen, admin_listen, signing, served, broker), flush=True)
 
-    asyncio.run(_serve(list(zip(apps, sockets, strict=True)), banner))
+    asyncio.run(_serve(list(zip(apps, sockets, strict=True)), dev.config.limits, banner))
     return 0
 
 
@@ -228,9 +229,9 @@ def _bind_all(dev: DevPlan) -> list[socket.socket]:
 
 def _apps(
     dev: DevPlan, env: Mapping[str, str], broker_source: CredentialSource | None, sockets: Sequence[socket.socket]
-) -> tuple[list[web.Application], Broker | None]:
+) -> tuple[list[DataApp | web.Application], Broker | None]:
     proxy = build_proxy(dev.config, env)
-    apps = [proxy.data_app, proxy.admin_app]
+    apps: list[DataApp | web.Application] = [proxy.data_app, proxy.admin_app]
     stores = [proxy.state.credentials]
     broker = None
     if broker_source is not None:
@@ -329,18 +330,16 @@ def _bind(address: tuple[str, int], key: str) -> socket.socket:
     return sock
 
 
-async def _serve(sites: Sequence[tuple[web.Application, socket.socket]], started: Callable[[], None]) -> None:
+async def _serve(sites: Sequence[tuple[DataApp | web.Application, socket.socket]], limits: LimitsConfig,
+                 started: Callable[[], None]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    runners: list[web.AppRunner] = []
+    runners: list[DataRunner | web.AppRunner] = []
     try:
         for app, sock in sites:
-            runner = web.AppRunner(app, access_log=None)
-            runners.append(runner)
-            await runner.setup()
-            await web.SockSite(runner, sock).start()
+            runners.append(await start_listener(app, [sock], limits))
         log.info("listening", addresses=[url_host(*sock.getsockname()[:2]) for _, sock in sites])
         started()
         await stop.wait()

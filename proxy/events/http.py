@@ -25,7 +25,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aiohttp import web
 from multidict import MultiMapping
 
 from proxy.errors import Overloaded, RequestInvalid
@@ -34,8 +33,8 @@ from proxy.events.store import STREAM_ID, EventStore, StoredEvent, StoreDown, id
 from proxy.gateway.own_access import OwnAccess, own_operation
 from proxy.observe.metrics import Metrics
 from proxy.policy import Decision, wildcard
+from proxy.serve.http_server import HttpRequest, StreamingAnswer
 from proxy.serve.own_routes import OwnRequest
-from proxy.serve.server import REQUEST_ID, STARTED, STATE
 
 OPERATION = own_operation("SubscribeEvents")
 RESUME_PAGE = 500
@@ -67,7 +66,7 @@ def subscription_of(query: MultiMapping[str]) -> Subscription:
     return Subscription(frozenset(types), tuple(resources))
 
 
-def resume_point(request: web.Request) -> str | None:
+def resume_point(request: HttpRequest) -> str | None:
     """`Last-Event-ID` (what EventSource sends when it reconnects), or `last_event_id=`."""
     value = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
     if value is None or value == "":
@@ -107,7 +106,7 @@ class EventDelivery:
         if not self.write_timeout_seconds:
             self.write_timeout_seconds = max(MIN_WRITE_TIMEOUT_SECONDS, 2 * self.heartbeat_seconds)
 
-    async def handle(self, request: web.Request, own: OwnRequest) -> web.StreamResponse:
+    async def handle(self, request: HttpRequest, own: OwnRequest) -> StreamingAnswer:
         subscription = subscription_of(request.query)
         last_id = resume_point(request)
         self.access.authorize(own.caller, OPERATION, subscription.resources, None)
@@ -120,8 +119,8 @@ class EventDelivery:
             return self.access.decision(caller, OPERATION, resources, region)
 
         subscriber = Subscriber(caller.name, subscription, decide, self.buffer)
-        response = web.StreamResponse(headers={**SSE_HEADERS, "X-Request-Id": request[REQUEST_ID]})
-        state = request.app[STATE]
+        response = StreamingAnswer(200, {**SSE_HEADERS, "X-Request-Id": request.request_id})
+        state = request.app.state
         sent = _Sent(last_id)
         # Joined before the resume is read: an event stored meanwhile is queued, not lost
         # (and skipped if the resume already sent it).
@@ -130,7 +129,7 @@ class EventDelivery:
         ended = "closed"
         try:
             await response.prepare(request)
-            request[STARTED] = response
+            request.started = response
             await self._write(response, f"retry: {self.retry_ms}\n: subscribed\n\n".encode())
             if state.drain.stop_requested.is_set():
                 ended = "draining"
@@ -156,7 +155,7 @@ class EventDelivery:
                 await response.write_eof()  # here, not after the access line: so that it counts the bytes
         return response
 
-    async def _resume(self, response: web.StreamResponse, subscriber: Subscriber, sent: _Sent) -> None:
+    async def _resume(self, response: StreamingAnswer, subscriber: Subscriber, sent: _Sent) -> None:
         assert sent.last is not None
         bounds = await self.store.bounds()
         if bounds is None or id_key(bounds[0]) > id_key(sent.last):
@@ -175,7 +174,7 @@ class EventDelivery:
             if len(page) < RESUME_PAGE:
                 return
 
-    async def _live(self, response: web.StreamResponse, subscriber: Subscriber, sent: _Sent) -> str:
+    async def _live(self, response: StreamingAnswer, subscriber: Subscriber, sent: _Sent) -> str:
         while True:
             try:
                 await asyncio.wait_for(subscriber.wake.wait(), self.heartbeat_seconds)
@@ -190,7 +189,7 @@ class EventDelivery:
                 await self._write(response, sse_control("fell-behind", {"last_event_id": sent.last}))
                 return "behind"
 
-    async def _send_all(self, response: web.StreamResponse, entries: list[StoredEvent], sent: _Sent) -> None:
+    async def _send_all(self, response: StreamingAnswer, entries: list[StoredEvent], sent: _Sent) -> None:
         """What is queued, in writes of about WRITE_CHUNK_BYTES: under a burst one syscall carries
         many events, and each write's timeout still measures a bounded amount of reading."""
         chunk: list[bytes] = []
@@ -207,7 +206,7 @@ class EventDelivery:
                 sent.count += len(done)
                 chunk, size = [], 0
 
-    async def _send(self, response: web.StreamResponse, entry: StoredEvent) -> None:
+    async def _send(self, response: StreamingAnswer, entry: StoredEvent) -> None:
         await self._write(response, sse_event(entry))
         self._delivered(entry)
 
@@ -217,7 +216,7 @@ class EventDelivery:
         if event.time is not None:
             self.metrics.events_lag.observe(max(0.0, time.time() - event.time.timestamp()))
 
-    async def _write(self, response: web.StreamResponse, data: bytes) -> None:
+    async def _write(self, response: StreamingAnswer, data: bytes) -> None:
         try:
             await asyncio.wait_for(response.write(data), self.write_timeout_seconds)
         except TimeoutError:

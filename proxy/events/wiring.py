@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from aiohttp import web
 
 from proxy.aws.credentials import CredentialStore
 from proxy.aws.endpoints import EndpointTable
@@ -27,7 +26,7 @@ from proxy.gateway.own_access import OwnAccess, OwnOperation
 from proxy.gateway.shared_state import SharedState
 from proxy.observe.metrics import Metrics
 from proxy.serve.own_routes import OwnHandler
-from proxy.serve.server import STATE
+from proxy.serve.server import DataApp
 
 log = structlog.get_logger("ivs_proxy.events")
 
@@ -38,7 +37,7 @@ EVENTS_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:DeleteMessageB
 #: How long one blocking read of the Redis stream waits before it asks again.
 FOLLOW_BLOCK_SECONDS = 5.0
 
-AppContext = Callable[[web.Application], AsyncIterator[None]]
+AppContext = Callable[[DataApp], AsyncIterator[None]]
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,7 @@ def build_events(config: ProxyConfig, env: Mapping[str, str], *, profile: str | 
     delivery = EventDelivery(store, fanout, access, metrics, buffer=settings.subscriber_buffer,
                              max_subscribers=settings.max_subscribers, heartbeat_seconds=settings.heartbeat_seconds)
 
-    async def run_events(app: web.Application) -> AsyncIterator[None]:
+    async def run_events(app: DataApp) -> AsyncIterator[None]:
         await upstream.start()
         if own_shared and shared is not None:
             await shared.probe()
@@ -128,8 +127,8 @@ def _log_store_state(down: bool) -> None:
         log.info("events_store_available")
 
 
-async def _end_streams_on_stop(app: web.Application, fanout: Fanout) -> None:
+async def _end_streams_on_stop(app: DataApp, fanout: Fanout) -> None:
     """SSE streams never finish by themselves: on a stop request they end at once, so the
     drain does not wait its timeout for them (clients reconnect, to a replica that stays)."""
-    await app[STATE].drain.stop_requested.wait()
+    await app.state.drain.stop_requested.wait()
     fanout.close_all()

@@ -14,11 +14,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
-
 from proxy.errors import RequestInvalid
 from proxy.gateway.identity import PEER_CERTIFICATE, Caller
 from proxy.gateway.own_access import OwnAccess, OwnOperation
+from proxy.serve.http_server import Answer, AnyAnswer, HttpRequest
 
 
 @dataclass(slots=True)
@@ -31,9 +30,6 @@ class OwnCall:
     fields: dict[str, object] = field(default_factory=dict)  # extra access-line fields (never a secret)
 
 
-OWN_CALL = web.RequestKey("own_call", OwnCall)
-
-
 @dataclass(frozen=True, slots=True)
 class OwnRequest:
     caller: Caller
@@ -41,20 +37,20 @@ class OwnRequest:
     call: OwnCall
 
 
-OwnHandler = Callable[[web.Request, OwnRequest], Awaitable[web.StreamResponse]]
-BodyReader = Callable[[web.Request], Awaitable[bytes]]
+OwnHandler = Callable[[HttpRequest, OwnRequest], Awaitable[AnyAnswer]]
+BodyReader = Callable[[HttpRequest], Awaitable[bytes]]
 
 
 def own_route(operation: OwnOperation, access: OwnAccess, handler: OwnHandler,
-              read_body: BodyReader) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """The aiohttp handler for one own operation: body, caller, then `handler`."""
+              read_body: BodyReader) -> Callable[[HttpRequest], Awaitable[AnyAnswer]]:
+    """The data port's handler for one own operation: body, caller, then `handler`."""
 
-    async def handle(request: web.Request) -> web.StreamResponse:
-        call = request[OWN_CALL] = OwnCall(operation)
+    async def handle(request: HttpRequest) -> AnyAnswer:
+        call = request.own_call = OwnCall(operation)
         body = await read_body(request)
         call.caller = await access.identify(
             operation, tuple(request.headers.items()), PEER_CERTIFICATE.get(),
-            path=request.raw_path.partition("?")[0], query=request.query_string, body=body,
+            path=request.path, query=request.query_string, body=body,
         )
         return await handler(request, OwnRequest(call.caller, body, call))
 
@@ -75,6 +71,6 @@ def json_object(body: bytes) -> dict[str, Any]:
     return decoded
 
 
-def json_response(payload: dict[str, Any], status: int = 200) -> web.Response:
-    return web.Response(status=status, body=json.dumps(payload).encode(), content_type="application/json",
-                        headers={"x-ivs-proxy-source": "ivs-proxy"})
+def json_response(payload: dict[str, Any], status: int = 200) -> Answer:
+    return Answer(status, json.dumps(payload).encode(),
+                  {"Content-Type": "application/json", "x-ivs-proxy-source": "ivs-proxy"})

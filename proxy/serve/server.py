@@ -1,12 +1,13 @@
-"""The aiohttp applications: the data listener (the proxy) and the admin listener.
+"""The two listeners' applications: the data port (the proxy) and the admin port.
 
-The data app has a single catch-all route: routing is the catalog's job, so that a miss is
-explained in the rest-json error shape instead of aiohttp's plain-text 404. One middleware,
-`serve_request`, wraps every request, in three layers of one coroutine (one frame per
-request, not three), outermost first: observing (one access line and the metrics),
-refusing (the one place a ProxyError becomes a response), guarding (the drain's
+The data port (`DataApp`, served by proxy/serve/http_server.py) looks up the proxy's own
+operations by method and path; every other request goes to the IVS request path, where
+routing is the catalog's job, so that a miss is explained in the rest-json error shape.
+`DataApp.handle` wraps every request, outermost first: observing (one access line and the
+metrics), refusing (the one place a ProxyError becomes an answer), guarding (the drain's
 bookkeeping: a request still running at the cut-off is answered 503 here). The in-flight
 cap is taken in `handle_proxy`, once the body is in (proxy/serve/limits.py says why).
+The admin port stays an aiohttp application: it is off the request path.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ import json
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import structlog
-from aiohttp import StreamReader, web
+from aiohttp import web
 from prometheus_client import Counter, Histogram
 from prometheus_client.exposition import choose_encoder
 
@@ -41,15 +42,15 @@ from proxy.errors import (
     SlowBody,
     UpstreamError,
 )
+from proxy.gateway.identity import PEER_CERTIFICATE
 from proxy.gateway.own_access import OWN_SERVICE, OwnAccess, OwnOperation
 from proxy.observe.logs import ACCESS_LOG
 from proxy.observe.metrics import NO_REGION, UNKNOWN, Metrics
 from proxy.pipeline import Exchange, IncomingRequest, Pipeline
 from proxy.serve.drain import Drain
+from proxy.serve.http_server import Answer, AnyAnswer, Body, HttpRequest, StreamingAnswer
 from proxy.serve.limits import Admission, BodyReads, CallerShares
-from proxy.serve.own_routes import OWN_CALL, OwnCall, OwnHandler, own_route
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+from proxy.serve.own_routes import OwnCall, OwnHandler, own_route
 
 #: A caller's X-Request-Id is reused only if it looks like an id: it ends up in logs and
 #: in our answer, so it must not carry newlines, markup or a novel.
@@ -124,25 +125,18 @@ class ProxyState:
         return pace
 
 
-STATE = web.AppKey("state", ProxyState)
-EXCHANGE = web.RequestKey("exchange", Exchange)
-ERROR = web.RequestKey("error", ProxyError)
-#: The answer whose headers already went out (a relayed large body): too late for a 503.
-STARTED = web.RequestKey("started", web.StreamResponse)
-REQUEST_ID = web.RequestKey("request_id", str)
-
-
-def error_response(error: ProxyError) -> web.Response:
-    headers = {"x-amzn-ErrorType": error.error_type, "x-ivs-proxy-error": error.reason, **error.headers}
-    response = web.Response(
-        status=error.status,
-        body=json.dumps(error.body()).encode(),
-        content_type="application/json",
-        headers=headers,
-    )
+def error_response(error: ProxyError) -> Answer:
+    headers = {"Content-Type": "application/json", "x-amzn-ErrorType": error.error_type,
+               "x-ivs-proxy-error": error.reason, **error.headers}
+    answer = Answer(error.status, json.dumps(error.body()).encode(), headers)
     if error.close_connection:
-        response.force_close()
-    return response
+        answer.force_close()
+    return answer
+
+
+def malformed_answer(message: str) -> Answer:
+    """The 400 for a request the data port's parser refused (proxy/serve/http_server.py)."""
+    return error_response(MalformedRequest(message))
 
 
 def _new_request_ids() -> Iterator[str]:
@@ -157,67 +151,98 @@ def _new_request_ids() -> Iterator[str]:
 _request_ids = _new_request_ids()
 
 
-def request_id_for(request: web.Request) -> str:
+def request_id_for(request: HttpRequest) -> str:
     offered = request.headers.get("X-Request-Id", "")
-    return offered if SANE_REQUEST_ID.fullmatch(offered) else next(_request_ids)
+    return offered if offered and SANE_REQUEST_ID.fullmatch(offered) else next(_request_ids)
 
 
-@web.middleware
-async def serve_request(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every request on the data port: observed (one access line and one set of metrics,
-    whatever happened), its ProxyError turned into a response, and its task known to the
-    drain (at the cut-off, a 503 instead of a dropped connection)."""
-    state = request.app[STATE]
-    metrics = state.metrics
-    request_id = request[REQUEST_ID] = request_id_for(request)
-    started = time.perf_counter()
-    metrics.inflight.inc()
-    # Other lines logged while handling it carry the id too (bind/reset: cheaper than the
-    # generator-based `bound_contextvars`, and this runs for every request).
-    bound = structlog.contextvars.bind_contextvars(request_id=request_id)
-    try:
+class DataApp:
+    """The data port: the proxy's own operations by (method, path), every other request to
+    the IVS request path; and the contexts that live as long as it serves (credential
+    refresh, the upstream pool, the gateway's and events' background work), each an async
+    generator taking this app, entered in order at start and left in reverse at the end."""
+
+    def __init__(self, state: ProxyState, own_routes: Sequence[tuple[OwnOperation, OwnHandler]] = (),
+                 own_access: OwnAccess | None = None) -> None:
+        self.state = state
+        self.cleanup_ctx: list[Callable[[DataApp], AsyncIterator[None]]] = []
+        #: The TLS listener asks for client certificates (mTLS callers): each request's is
+        #: made known to the gateway's authentication (PEER_CERTIFICATE).
+        self.peer_certificates = False
+        self._own: dict[tuple[str, str], Callable[[HttpRequest], Awaitable[AnyAnswer]]] = {}
+        access = own_access or OwnAccess()
+
+        async def read_own_body(request: HttpRequest) -> bytes:
+            return await read_body(request, state.max_body_bytes, pace=state.body_pace, reads=state.body_reads,
+                                   metrics=state.metrics, shares=(state.body_read_shares, address_of(request)))
+
+        for operation, handler in own_routes:
+            self._own[operation.method, operation.path] = own_route(operation, access, handler, read_own_body)
+
+        async def upstream_session(_: DataApp) -> AsyncIterator[None]:
+            await state.upstream.start()
+            yield
+            await state.upstream.close()
+
+        self.cleanup_ctx.append(upstream_session)
+
+    async def handle(self, request: HttpRequest) -> AnyAnswer:
+        """Every request on the data port: observed (one access line and one set of metrics,
+        whatever happened), its ProxyError turned into an answer, and known to the drain
+        (at the cut-off, a 503 instead of a dropped connection)."""
+        state = self.state
+        metrics = state.metrics
+        request.app = self
+        request_id = request.request_id = request_id_for(request)
+        started = time.perf_counter()
+        metrics.inflight.inc()
+        # Other lines logged while handling it carry the id too (bind/reset: cheaper than the
+        # generator-based `bound_contextvars`, and this runs for every request).
+        bound = structlog.contextvars.bind_contextvars(request_id=request_id)
+        certificate = PEER_CERTIFICATE.set(request.connection.peer_certificate) if self.peer_certificates else None
         try:
-            response = await _refusing(request, handler, state)
+            try:
+                answer = await self._refusing(request, state)
+            finally:
+                metrics.inflight.dec()
+            if not answer.prepared:
+                answer.headers["X-Request-Id"] = request_id
+                if state.draining:
+                    answer.force_close()  # so that clients reconnect to a replica that stays
+            record_request(request, answer, time.perf_counter() - started)
         finally:
-            metrics.inflight.dec()
-        if not response.prepared:
-            response.headers["X-Request-Id"] = request_id
-            if state.draining:
-                response.force_close()  # so that clients reconnect to a replica that stays
-        record_request(request, response, time.perf_counter() - started)
-    finally:
-        structlog.contextvars.reset_contextvars(**bound)
-    return response
+            if certificate is not None:
+                PEER_CERTIFICATE.reset(certificate)
+            structlog.contextvars.reset_contextvars(**bound)
+        return answer
 
-
-async def _refusing(request: web.Request, handler: Handler, state: ProxyState) -> web.StreamResponse:
-    try:
-        if request.match_info.http_exception is not None:
-            # Only a target that is not a path misses the catch-all route: CONNECT's
-            # authority-form or `OPTIONS *`; refused here, not with aiohttp's plain-text 404.
-            refuse_target_form(request.method, request.raw_path)
-        task = asyncio.current_task()
-        assert task is not None
-        state.drain.enter(task)
+    async def _refusing(self, request: HttpRequest, state: ProxyState) -> AnyAnswer:
         try:
-            return await handler(request)
-        except asyncio.CancelledError:
-            if not state.drain.cut_off:
-                raise
-            task.uncancel()  # the cancellation was ours, to answer the caller; not aiohttp's
-            return _cut_off(request)
-        finally:
-            state.drain.leave(task)
-    except ProxyError as error:
-        request[ERROR] = error
-        return error_response(error)
+            if not request.raw_path.startswith("/") or request.method == "CONNECT":
+                refuse_target_form(request.method, request.raw_path)
+            task = asyncio.current_task()
+            assert task is not None
+            state.drain.enter(task)
+            try:
+                own = self._own.get((request.method, request.path)) if self._own else None
+                return await (own(request) if own is not None else handle_proxy(request))
+            except asyncio.CancelledError:
+                if not state.drain.cut_off:
+                    raise
+                task.uncancel()  # the cancellation was ours, to answer the caller
+                return _cut_off(request)
+            finally:
+                state.drain.leave(task)
+        except ProxyError as error:
+            request.error = error
+            return error_response(error)
 
 
-def _cut_off(request: web.Request) -> web.StreamResponse:
-    started = request.get(STARTED)
+def _cut_off(request: HttpRequest) -> AnyAnswer:
+    started = request.started
     if started is not None:
         # Its 200 headers are out: only a broken connection tells the caller it is cut short.
-        request[ERROR] = ShuttingDown("the drain timeout ran out while the answer was being relayed")
+        request.error = ShuttingDown("the drain timeout ran out while the answer was being relayed")
         _break_connection(request)
         return started
     raise ShuttingDown(
@@ -227,24 +252,25 @@ def _cut_off(request: web.Request) -> web.StreamResponse:
     )
 
 
-def _break_connection(request: web.Request) -> None:
-    if request.protocol is not None:
-        request.protocol.force_close()
+def _break_connection(request: HttpRequest) -> None:
+    transport = request.transport
+    if transport is not None:
+        transport.close()
 
 
-def record_request(request: web.Request, response: web.StreamResponse, seconds: float) -> None:
-    state = request.app[STATE]
+def record_request(request: HttpRequest, response: AnyAnswer, seconds: float) -> None:
+    state = request.app.state
     children = state.metric_children
-    exchange: Exchange | None = request.get(EXCHANGE)
+    exchange: Exchange | None = request.exchange
     route = exchange.route if exchange is not None else None
-    own: OwnCall | None = request.get(OWN_CALL)
+    own: OwnCall | None = request.own_call
     if route is not None:
         service, operation = route.operation.service.name, route.operation.name
     elif own is not None:
         service, operation = OWN_SERVICE, own.operation.name
     else:
         service = operation = UNKNOWN
-    error: ProxyError | None = request.get(ERROR)
+    error: ProxyError | None = request.error
     status = response.status
     # Only a region the chooser accepted (a fixed, configured set), never what a caller sent.
     region = exchange.region if exchange is not None and exchange.region else NO_REGION
@@ -256,7 +282,7 @@ def record_request(request: web.Request, response: web.StreamResponse, seconds: 
     line: dict[str, object] = {
         "method": request.method, "caller": None, "service": service, "operation": operation, "region": None,
         "status": status, "duration_ms": round(seconds * 1000, 3), "bytes_in": 0,
-        "bytes_out": response.content_length or response.body_length,
+        "bytes_out": response.bytes_out,
     }
     if exchange is not None:
         if exchange.caller is not None:
@@ -274,7 +300,7 @@ def record_request(request: web.Request, response: web.StreamResponse, seconds: 
     elif error is not None:
         children.rejected(error.reason).inc()
         line["refused"] = error.reason
-    ACCESS_LOG.write(request[REQUEST_ID], line)
+    ACCESS_LOG.write(request.request_id, line)
 
 
 def _record_exchange(exchange: Exchange, children: MetricChildren, metrics: Metrics,
@@ -317,7 +343,7 @@ class BodyPace:
 UNCOUNTED_BODY_SECONDS = 0.5
 
 
-async def read_body(request: web.Request, limit: int, timeout: float = 10.0, *,
+async def read_body(request: HttpRequest, limit: int, timeout: float = 10.0, *,
                     pace: BodyPace | None = None, reads: BodyReads | None = None,
                     metrics: Metrics | None = None, shares: tuple[CallerShares, str] | None = None) -> bytes:
     """Read the body, refusing (413) as soon as it exceeds the limit, and (408) if it arrives
@@ -341,7 +367,7 @@ async def read_body(request: web.Request, limit: int, timeout: float = 10.0, *,
 class _Receiving:
     """One body on its way in, and the body-read slot it takes once it has been slow."""
 
-    def __init__(self, content: StreamReader, limit: int, pace: BodyPace, reads: BodyReads | None,
+    def __init__(self, content: Body, limit: int, pace: BodyPace, reads: BodyReads | None,
                  metrics: Metrics | None, shares: tuple[CallerShares, str] | None = None) -> None:
         self._content, self._limit, self._pace, self._reads, self._metrics = content, limit, pace, reads, metrics
         self._shares = shares
@@ -413,17 +439,6 @@ class _Receiving:
         )
 
 
-def check_framing(request: web.Request) -> None:
-    """What aiohttp's parsers let through but a careful server refuses (RFC 9112 6.1):
-    `Transfer-Encoding` other than exactly `chunked`, or on HTTP/1.0; versions other than
-    1.0 and 1.1 (the pure-Python parser takes HTTP/1.2, the C one HTTP/0.9)."""
-    if request.version not in ((1, 1), (1, 0)):
-        raise MalformedRequest(f"HTTP/{request.version.major}.{request.version.minor} is not supported; use HTTP/1.1")
-    codings = request.headers.getall("Transfer-Encoding", ())
-    if codings and (request.version < (1, 1) or [c.strip().lower() for c in codings] != ["chunked"]):
-        raise MalformedRequest("Transfer-Encoding must be exactly `chunked` (HTTP/1.1), or absent")
-
-
 def refuse_target_form(method: str, target: str) -> None:
     """Refuse a request target that is not a path (RFC 9112 3.2), naming its form."""
     if method == "CONNECT":
@@ -443,12 +458,11 @@ def split_target(target: str) -> tuple[str, str]:
     return path, query
 
 
-async def handle_proxy(request: web.Request) -> web.StreamResponse:
-    state = request.app[STATE]
-    check_framing(request)
+async def handle_proxy(request: HttpRequest) -> AnyAnswer:
+    state = request.app.state
     path, query = split_target(request.raw_path)
-    exchange = Exchange(IncomingRequest(request.method, path, query, tuple(request.headers.items()), request.body_exists))
-    request[EXCHANGE] = exchange
+    exchange = Exchange(IncomingRequest(request.method, path, query, request.headers.items(), request.body_exists))
+    request.exchange = exchange
     state.pipeline.check_head(exchange)
     holder = holder_of(request, exchange)
     body = await read_body(request, state.max_body_bytes, pace=state.body_pace, reads=state.body_reads,
@@ -467,7 +481,7 @@ async def handle_proxy(request: web.Request) -> web.StreamResponse:
         state.inflight_shares.give(holder)
 
 
-def holder_of(request: web.Request, exchange: Exchange) -> str:
+def holder_of(request: HttpRequest, exchange: Exchange) -> str:
     """Whose share a request counts against: its caller once authenticated (gateway mode
     knows it from the headers), else the client's address."""
     if exchange.caller is not None:
@@ -475,13 +489,13 @@ def holder_of(request: web.Request, exchange: Exchange) -> str:
     return address_of(request)
 
 
-def address_of(request: web.Request) -> str:
-    peer = request.transport.get_extra_info("peername") if request.transport is not None else None
-    return f"address:{peer[0]}" if peer else "address:unknown"
+def address_of(request: HttpRequest) -> str:
+    peer = request.peer_address()
+    return f"address:{peer}" if peer else "address:unknown"
 
 
-async def _forward(request: web.Request, exchange: Exchange, body: bytes) -> web.StreamResponse:
-    state = request.app[STATE]
+async def _forward(request: HttpRequest, exchange: Exchange, body: bytes) -> AnyAnswer:
+    state = request.app.state
     state.pipeline.prepare(exchange, body)
     upstream = await state.pipeline.send(exchange)
     exchange.upstream_status = upstream.status
@@ -490,7 +504,7 @@ async def _forward(request: web.Request, exchange: Exchange, body: bytes) -> web
         raise foreign_answer(upstream.status, upstream.headers, await _head_of(upstream))
     if upstream.stream is not None:
         return await relay(request, upstream)
-    return web.Response(status=upstream.status, body=upstream.body, headers=upstream.headers)
+    return Answer(upstream.status, upstream.body, upstream.headers)
 
 
 async def _head_of(upstream: UpstreamResponse) -> bytes:
@@ -508,19 +522,19 @@ async def _head_of(upstream: UpstreamResponse) -> bytes:
     return b""
 
 
-async def relay(request: web.Request, upstream: UpstreamResponse) -> web.StreamResponse:
+async def relay(request: HttpRequest, upstream: UpstreamResponse) -> AnyAnswer:
     """Pass a large answer on as it arrives. If AWS's body ends early or stalls, the headers
     are already out, so the caller's connection is broken: its client reports an
     incomplete body instead of taking a partial 200 for a whole one."""
     stream = upstream.stream
     assert stream is not None
-    response = web.StreamResponse(status=upstream.status, headers=upstream.headers)
+    response = StreamingAnswer(upstream.status, upstream.headers)
     if stream.content_length is not None:
         response.content_length = stream.content_length
-    if request.app[STATE].draining:
+    if request.app.state.draining:
         response.force_close()
-    response.headers["X-Request-Id"] = request[REQUEST_ID]
-    request[STARTED] = response
+    response.headers["X-Request-Id"] = request.request_id
+    request.started = response
     try:
         await response.prepare(request)
         async with contextlib.aclosing(stream.chunks()) as chunks:
@@ -528,7 +542,7 @@ async def relay(request: web.Request, upstream: UpstreamResponse) -> web.StreamR
                 await response.write(chunk)
         await response.write_eof()
     except UpstreamError as error:
-        request[ERROR] = error
+        request.error = error
         _break_connection(request)
     except ConnectionError:
         pass  # the caller left; nothing to tell it
@@ -538,31 +552,10 @@ async def relay(request: web.Request, upstream: UpstreamResponse) -> web.StreamR
 
 
 def create_data_app(state: ProxyState, own_routes: Sequence[tuple[OwnOperation, OwnHandler]] = (),
-                    own_access: OwnAccess | None = None) -> web.Application:
+                    own_access: OwnAccess | None = None) -> DataApp:
     """The data port. `own_routes` are the proxy's own operations that this config turns on
     (proxy/serve/own_routes.py); every other path goes to the IVS request path."""
-    app = web.Application(middlewares=[serve_request], client_max_size=state.max_body_bytes)
-    app[STATE] = state
-
-    async def read_own_body(request: web.Request) -> bytes:
-        pace = BodyPace(state.body_timeout_seconds, state.body_grace_seconds, state.body_min_rate)
-        return await read_body(request, state.max_body_bytes, pace=pace, reads=state.body_reads,
-                               metrics=state.metrics, shares=(state.body_read_shares, address_of(request)))
-
-    for operation, handler in own_routes:  # before the catch-all, which would claim their paths
-        app.router.add_route(operation.method, operation.path,
-                             own_route(operation, own_access or OwnAccess(), handler, read_own_body))
-    # (?s): a path with an encoded newline ("%0A") must reach the catalog too, not aiohttp's
-    # plain-text 404.
-    app.router.add_route("*", "/{tail:(?s:.*)}", handle_proxy)
-
-    async def upstream_session(app: web.Application):  # type: ignore[no-untyped-def]
-        await state.upstream.start()
-        yield
-        await state.upstream.close()
-
-    app.cleanup_ctx.append(upstream_session)
-    return app
+    return DataApp(state, own_routes, own_access)
 
 
 def create_admin_app(state: ProxyState) -> web.Application:

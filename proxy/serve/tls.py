@@ -2,22 +2,18 @@
 
 `server_context` builds an `ssl.SSLContext(PROTOCOL_TLS_SERVER)` from `tls:`; with a
 client CA it verifies client certificates during the handshake (expired, unknown CA or
-none at all when required: the connection never gets to HTTP). The `peer_certificate`
-middleware hands the verified certificate of each request's connection to the
-authenticator through `auth.PEER_CERTIFICATE`, so the pipeline needs no aiohttp.
+none at all when required: the connection never gets to HTTP). The data port hands the
+verified certificate of each request's connection to the authenticator through
+`identity.PEER_CERTIFICATE` (proxy/serve/server.py, `DataApp.peer_certificates`).
 """
 
 from __future__ import annotations
 
 import functools
 import ssl
-from collections.abc import Awaitable, Callable
-
-from aiohttp import web
 
 from proxy.config import TlsConfig
 from proxy.errors import ConfigError
-from proxy.gateway.identity import PEER_CERTIFICATE
 
 
 @functools.lru_cache(maxsize=4)
@@ -38,17 +34,3 @@ def server_context(config: TlsConfig) -> ssl.SSLContext | None:
             raise ConfigError("tls.client_ca_file", f"cannot load: {exc}") from None
         context.verify_mode = ssl.CERT_REQUIRED if config.client_cert == "required" else ssl.CERT_OPTIONAL
     return context
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@web.middleware
-async def peer_certificate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    transport = request.transport
-    certificate = transport.get_extra_info("peercert") if transport is not None else None
-    token = PEER_CERTIFICATE.set(certificate or None)
-    try:
-        return await handler(request)
-    finally:
-        PEER_CERTIFICATE.reset(token)

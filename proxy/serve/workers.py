@@ -160,7 +160,7 @@ class WorkerRole:
         """A data-app cleanup context: keeps the function-backed gauges in the metrics files,
         and stops the worker (a drain, as SIGTERM) if its supervisor is gone without PDEATHSIG."""
 
-        async def upkeep(_: web.Application) -> AsyncIterator[None]:
+        async def upkeep(_: object) -> AsyncIterator[None]:
             async def every_second() -> None:
                 while True:
                     metrics.sample()

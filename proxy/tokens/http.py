@@ -7,9 +7,8 @@ The access line names the operation, the resource and the viewer or user id; nev
 
 from __future__ import annotations
 
-from aiohttp import web
-
 from proxy.gateway.own_access import OwnOperation
+from proxy.serve.http_server import AnyAnswer, HttpRequest
 from proxy.serve.own_routes import OwnHandler, OwnRequest, json_object, json_response
 from proxy.tokens.claims import parse_participant, parse_playback
 from proxy.tokens.minting import PARTICIPANT, PLAYBACK, Minter
@@ -18,14 +17,14 @@ from proxy.tokens.minting import PARTICIPANT, PLAYBACK, Minter
 def token_routes(minter: Minter) -> list[tuple[OwnOperation, OwnHandler]]:
     """The own routes for the token kinds `minter` holds keys for."""
 
-    async def playback(_: web.Request, own: OwnRequest) -> web.StreamResponse:
+    async def playback(_: HttpRequest, own: OwnRequest) -> AnyAnswer:
         with minter.counting_refusals("playback"):
             request = parse_playback(json_object(own.body))
         own.call.region = request.channel_arn.split(":")[3]
         own.call.fields.update(resource=request.channel_arn, viewer_id=request.viewer_id)
         return json_response(await minter.playback(own.caller, request))
 
-    async def participant(_: web.Request, own: OwnRequest) -> web.StreamResponse:
+    async def participant(_: HttpRequest, own: OwnRequest) -> AnyAnswer:
         with minter.counting_refusals("participant"):
             request = parse_participant(json_object(own.body))
         own.call.region = request.stage_arn.split(":")[3]
