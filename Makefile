@@ -48,7 +48,7 @@ COMPILE = $(UV) pip compile --universal --generate-hashes --quiet $(LOCK_ARGS)
 lock: $(UV)
 	$(COMPILE) --python-version 3.11 pyproject.toml --all-extras -o $(LOCK_DEV)
 	$(COMPILE) --python-version 3.11 pyproject.toml --extra demo -c $(LOCK_DEV) -o $(LOCK_DEMO)
-	$(COMPILE) --python-version 3.11 pyproject.toml --extra redis -c $(LOCK_DEV) -o $(LOCK_RUNTIME)
+	$(COMPILE) --python-version 3.11 pyproject.toml --extra redis --extra fast -c $(LOCK_DEV) -o $(LOCK_RUNTIME)
 	$(COMPILE) requirements/uv.in -o $(LOCK_UV)
 
 demo: $(DEMO_STAMP)

@@ -90,8 +90,8 @@ def callgrind_control(*args: str) -> str:
 
 #: The decomposition `make bench` reports: each step adds one layer of the request path.
 DECOMPOSITION = (
-    ("bare-server", "aiohttp's server alone: a plain app answering 204 (no proxy code)"),
-    ("stub-handler", "+ the proxy's middlewares: access line, metrics, request id, in-flight cap, drain"),
+    ("bare-server", "the data port's server alone (proxy/serve/http_server.py), answering 204"),
+    ("stub-handler", "+ DataApp.handle: access line, metrics, request id, in-flight gauge, drain"),
     ("stub-upstream", ("+ the handler and pipeline: framing, routing, headers, JSON, validation, endpoint, "
                       "signing, building the answer")),
     (None, "+ the upstream round trip: retrier, the keep-alive client (proxy/aws/http1.py), TLS (the full proxy)"),

@@ -165,7 +165,7 @@ def instructions_section(results: dict[str, Any]) -> list[str]:
         ns_per_instruction, instructions, basis = budget
         out += ["", (f"At the CPU time measured above for PutMetadata at c=16, one instruction costs "
                      f"{ns_per_instruction:.2f} ns here; {basis} allows about {instructions:,.0f} instructions per "
-                     f"request. aiohttp's server alone takes {steps[0]['instructions']:,}.")]
+                     f"request. The data port's server alone takes {steps[0]['instructions']:,}.")]
     without = results.get("instructions_without_access_line")
     if without:
         out += ["", (f"The full proxy at `--log-level warning` (no access line): {without:,} instructions per "

@@ -8,19 +8,21 @@ the proxy. Patches:
 
   uvloop     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy()) before serving
              (needs uvloop importable, e.g. PYTHONPATH from `pip install --target DIR uvloop`)
+  no-uvloop  asyncio's own event loop even where uvloop is installed
   gcfreeze   gc.collect(); gc.freeze() once the app is built (start-up objects leave the
              collector's working set: fewer and shorter pauses)
   gcthreshold  gc.set_threshold(20000, 20, 100) once built: gen0 passes ~30x rarer
   gcstats    diagnostic only: counts GC passes and their time; printed to stderr at exit
   logcache   structlog cache_logger_on_first_use=True (configure_logging sets False)
-  stub-handler   decomposition: the data route answers 204 at once (aiohttp server floor)
-  bare-server    decomposition: the data app is a plain aiohttp app answering 204, without
-                 the proxy's middlewares (aiohttp's own floor; stub-handler minus this is
-                 what observe/proxy_errors/guard, the access line and metrics cost)
-  lowlevel-bare  decomposition: the data port as aiohttp's low-level web.Server answering
-                 204 (no Application, router, middlewares)
-  httptools-bare decomposition: the data port as a minimal asyncio protocol on httptools
-                 answering 204 (the floor of a server of our own)
+  stub-handler   decomposition: the IVS request path answers 204 at once (the server and
+                 DataApp.handle: request id, metrics, access line, drain bookkeeping)
+  bare-server    decomposition: the data port's server (proxy/serve/http_server.py) with a
+                 handler answering 204, without DataApp.handle (the server's own floor;
+                 stub-handler minus this is what the access line, metrics and drain cost)
+  lowlevel-bare  comparison: the data port as aiohttp's low-level web.Server answering 204
+                 (no Application, router, middlewares): the design issue 14 offered first
+  httptools-bare comparison: a minimal asyncio protocol on httptools answering 204, one task
+                 per request: the floor of any server on that parser
   stub-upstream  decomposition: the full pipeline runs, the upstream call is replaced by a
                  canned answer (everything but the upstream round trip)
   lean-server    prototype of "serve the data port with a bare asyncio.Protocol instead of
@@ -50,6 +52,10 @@ def _apply() -> None:
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+    if "no-uvloop" in PATCHES:
+        # asyncio's own loop although uvloop is installed (what the image runs without [fast])
+        proxy.cli.fast_event_loop_factory = lambda: None
 
     if "gcfreeze" in PATCHES:
         build = proxy.cli.build_proxy
@@ -84,32 +90,22 @@ def _apply() -> None:
         proxy.cli.configure_logging = configure_cached
 
     if "stub-handler" in PATCHES:
-        from aiohttp import web
-
         import proxy.serve.server
+        from proxy.serve.http_server import Answer
 
-        async def handle_stub(_: web.Request) -> web.Response:
-            return web.Response(status=204)
+        async def handle_stub(_):  # type: ignore[no-untyped-def]
+            return Answer(204)
 
         proxy.serve.server.handle_proxy = handle_stub
 
     if "bare-server" in PATCHES:
-        from aiohttp import web
-
         import proxy.serve.server
+        from proxy.serve.http_server import Answer
 
-        async def answer_204(_: web.Request) -> web.Response:
-            return web.Response(status=204)
+        async def answer_204(self, _):  # type: ignore[no-untyped-def]
+            return Answer(204)
 
-        def bare_app(state, *_):  # type: ignore[no-untyped-def]
-            app = web.Application()
-            app[proxy.serve.server.STATE] = state
-            app.router.add_route("*", "/{tail:(?s:.*)}", answer_204)
-            return app
-
-        import proxy.app
-
-        proxy.app.create_data_app = bare_app  # type: ignore[assignment]
+        proxy.serve.server.DataApp.handle = answer_204  # type: ignore[method-assign]
 
     if "lowlevel-bare" in PATCHES:
         # decomposition: the data port as aiohttp's low-level web.Server answering 204 (no
@@ -117,6 +113,7 @@ def _apply() -> None:
         from aiohttp import web
 
         import proxy.serve.listener
+        from proxy.serve.http_server import run_contexts
 
         start = proxy.serve.listener.start_listener
 
@@ -124,9 +121,9 @@ def _apply() -> None:
             return web.Response(status=204)
 
         async def start_lowlevel(app, sockets, limits, **kwargs):  # type: ignore[no-untyped-def]
-            if proxy.serve.server.STATE not in app:
+            if not isinstance(app, proxy.serve.server.DataApp):
                 return await start(app, sockets, limits, **kwargs)
-            await web.AppRunner(app).setup()  # its startup contexts: credentials, upstream
+            await run_contexts(app.cleanup_ctx, app, [])  # credentials, upstream
             runner = web.ServerRunner(web.Server(answer), access_log=None)
             await runner.setup()
             for sock in sockets:
@@ -148,6 +145,7 @@ def _apply() -> None:
 
         import proxy.serve.listener
         import proxy.serve.server
+        from proxy.serve.http_server import run_contexts
 
         start = proxy.serve.listener.start_listener
 
@@ -181,9 +179,9 @@ def _apply() -> None:
                 self.server = server
 
         async def start_bare(app, sockets, limits, **kwargs):  # type: ignore[no-untyped-def]
-            if proxy.serve.server.STATE not in app:
+            if not isinstance(app, proxy.serve.server.DataApp):
                 return await start(app, sockets, limits, **kwargs)
-            await web.AppRunner(app).setup()  # its startup contexts: credentials, upstream
+            await run_contexts(app.cleanup_ctx, app, [])  # credentials, upstream
             loop = asyncio.get_running_loop()
             for sock in sockets:
                 server = await loop.create_server(Bare, sock=sock)

@@ -111,7 +111,7 @@ def test_the_makefile_installs_and_locks_these_sets() -> None:
     for lock in (*LOCKS, "requirements/uv.txt"):
         assert lock in makefile, lock
     assert "--extra demo -c $(LOCK_DEV) -o $(LOCK_DEMO)" in makefile
-    assert "--extra redis -c $(LOCK_DEV) -o $(LOCK_RUNTIME)" in makefile
+    assert "--extra redis --extra fast -c $(LOCK_DEV) -o $(LOCK_RUNTIME)" in makefile
     assert "--all-extras -o $(LOCK_DEV)" in makefile
     installs = [line for line in makefile.splitlines() if " pip install " in line and " -r " in line]
     assert installs and all("--require-hashes" in line for line in installs), installs
