@@ -99,7 +99,10 @@ class Headers:
         self._items = items
         self._by_name: dict[str, list[str]] | None = None
 
-    def _index(self) -> dict[str, list[str]]:
+    def index(self) -> dict[str, list[str]]:
+        """Every field's values by its lower-cased name."""
+        if self._by_name is not None:
+            return self._by_name
         by_name: dict[str, list[str]] = {}
         for name, value in self._items:
             by_name.setdefault(name.lower(), []).append(value)
@@ -110,11 +113,11 @@ class Headers:
         return self._items
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        values = (self._by_name or self._index()).get(name.lower())
+        values = (self._by_name or self.index()).get(name.lower())
         return values[0] if values else default
 
     def getall(self, name: str, default: Iterable[str] = ()) -> list[str]:
-        values = (self._by_name or self._index()).get(name.lower())
+        values = (self._by_name or self.index()).get(name.lower())
         return list(values) if values else list(default)
 
     def __getitem__(self, name: str) -> str:
@@ -124,7 +127,7 @@ class Headers:
         return value
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in (self._by_name or self._index())
+        return isinstance(name, str) and name.lower() in (self._by_name or self.index())
 
     def __len__(self) -> int:
         return len(self._items)
@@ -379,8 +382,10 @@ class DataConnection(asyncio.Protocol):
         self._head_bytes = 0
         self._in_head = False
         self._body: Body | None = None
-        self._head_timer: asyncio.TimerHandle | None = None
-        self._idle_timer: asyncio.TimerHandle | None = None
+        # Deadlines (loop time; 0: none), enforced by the server's sweep: two timer handles
+        # made and cancelled per request cost more than a timestamp each.
+        self.head_deadline = 0.0
+        self.idle_deadline = 0.0
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -391,14 +396,12 @@ class DataConnection(asyncio.Protocol):
             self.peer_certificate = transport.get_extra_info("peercert") or None
         self._server.connections.add(self)
         self._task = self._loop.create_task(self._serve())
-        self._start_idle_timer()
+        self._start_idle()
 
     def data_received(self, data: bytes) -> None:
         if self._lingering or self._broken:
             return
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
+        self.idle_deadline = 0.0
         if self._in_head:
             self._head_bytes += len(data)
         try:
@@ -442,8 +445,7 @@ class DataConnection(asyncio.Protocol):
         self._in_head = True
         self._url = b""
         self._fields = []
-        if self._head_timer is None:
-            self._head_timer = self._loop.call_later(self._server.header_timeout, self._head_timed_out)
+        self.head_deadline = self._loop.time() + self._server.header_timeout
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -463,9 +465,7 @@ class DataConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._head_bytes = 0
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        self.head_deadline = 0.0
         parser = self._parser
         version_text = parser.get_http_version()
         if version_text == "1.1":
@@ -474,26 +474,19 @@ class DataConnection(asyncio.Protocol):
             version = (1, 0)
         else:
             raise _HeadRefused(f"HTTP/{version_text} is not supported; use HTTP/1.1")
-        fields = tuple(self._fields)
-        hosts = transfer_encodings = 0
-        expect_continue = False
-        for name, value in fields:
-            lowered = name.lower()
-            if lowered == "host":
-                hosts += 1
-            elif lowered == "transfer-encoding":
-                transfer_encodings += 1
-                if value.strip().lower() != "chunked":
-                    raise _HeadRefused(BAD_TRANSFER_ENCODING)
-            elif lowered == "expect" and value.strip().lower() == "100-continue":
-                expect_continue = version == (1, 1)
-        if transfer_encodings and (transfer_encodings > 1 or version < (1, 1)):
+        headers = Headers(tuple(self._fields))
+        by_name = headers.index()
+        hosts = by_name.get("host", ())
+        if version == (1, 1) and len(hosts) != 1:
+            raise _HeadRefused(MISSING_HOST if not hosts else DUPLICATE_HOST)
+        codings = by_name.get("transfer-encoding")
+        if codings and (len(codings) > 1 or version < (1, 1) or codings[0].strip().lower() != "chunked"):
             raise _HeadRefused(BAD_TRANSFER_ENCODING)
-        if version == (1, 1) and hosts != 1:
-            raise _HeadRefused(MISSING_HOST if hosts == 0 else DUPLICATE_HOST)
+        expect = by_name.get("expect")
+        expect_continue = bool(expect) and version == (1, 1) and expect[0].strip().lower() == "100-continue"
         body = self._body = Body(self, expect_continue=expect_continue)
         request = HttpRequest(self, parser.get_method().decode("ascii"), self._url.decode("latin-1"), version,
-                              Headers(fields), body)
+                              headers, body)
         if not parser.should_keep_alive():
             self.close_after_answer = True  # only this request is answered on this connection
         self._queue.append(request)
@@ -547,7 +540,7 @@ class DataConnection(asyncio.Protocol):
                     self._close_after(item)
                     return
                 if not queue:
-                    self._start_idle_timer()
+                    self._start_idle()
         except asyncio.CancelledError:
             self._close()
             raise
@@ -620,26 +613,23 @@ class DataConnection(asyncio.Protocol):
 
     # -- timers ----------------------------------------------------------------------------
 
-    def _start_idle_timer(self) -> None:
-        if self._idle_timer is None and not self.closed:
-            self._idle_timer = self._loop.call_later(self._server.idle_timeout, self._idle_timed_out)
+    def _start_idle(self) -> None:
+        if not self.closed:
+            self.idle_deadline = self._loop.time() + self._server.idle_timeout
 
-    def _idle_timed_out(self) -> None:
-        self._idle_timer = None
-        if not self._busy and not self._queue and not self._in_head:
-            self._close()
-
-    def _head_timed_out(self) -> None:
-        self._head_timer = None
-        if self._in_head:
+    def sweep(self, now: float) -> None:
+        """Close the connection if its head or its idleness has outlasted its timeout."""
+        if self.head_deadline and now >= self.head_deadline and self._in_head:
+            self.head_deadline = 0.0
             self._server.on_refused("head_timeout")
             self._close()
+        elif self.idle_deadline and now >= self.idle_deadline:
+            self.idle_deadline = 0.0
+            if not self._busy and not self._queue and not self._in_head:
+                self._close()
 
     def _stop_timers(self) -> None:
-        for timer in (self._head_timer, self._idle_timer):
-            if timer is not None:
-                timer.cancel()
-        self._head_timer = self._idle_timer = None
+        self.head_deadline = self.idle_deadline = 0.0
 
     # -- flow control ----------------------------------------------------------------------
 
@@ -728,6 +718,9 @@ class DataServer:
         self.connections: set[DataConnection] = set()
         self.loop = asyncio.get_running_loop()
         self._servers: list[asyncio.Server] = []
+        # How often deadlines are checked: a timeout is kept to within a quarter of itself.
+        self.sweep_seconds = min(1.0, max(0.02, min(header_timeout, idle_timeout) / 4))
+        self._sweeper: asyncio.TimerHandle | None = None
         self._date_second = -1
         self._date = b""
 
@@ -745,6 +738,14 @@ class DataServer:
             server = await self.loop.create_server(lambda: DataConnection(self), sock=sock, ssl=self.ssl,
                                                    backlog=1024)
             self._servers.append(server)
+        if self._sweeper is None:
+            self._sweeper = self.loop.call_later(self.sweep_seconds, self._sweep)
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        for connection in list(self.connections):
+            connection.sweep(now)
+        self._sweeper = self.loop.call_later(self.sweep_seconds, self._sweep)
 
     @property
     def addresses(self) -> list[Any]:
@@ -760,6 +761,9 @@ class DataServer:
 
     async def close(self) -> None:
         self.stop_accepting()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for connection in list(self.connections):
             connection._close()
         for server in self._servers:
