@@ -36,10 +36,7 @@ DEFAULT_VARIANTS = [
     "gcstats|gcstats|",
     "no-access-log||--log-level warning",
     "gc-tuned|gcfreeze,gcthreshold,gcstats|",
-    "uvloop|uvloop|",
-    "lean-client|lean-client|",
-    "lean-server+client|lean-server,lean-client|",
-    "lean+uvloop+gc|lean-server,lean-client,uvloop,gcfreeze,gcthreshold|",
+    "no-uvloop|no-uvloop|",
     "stub-upstream|stub-upstream|",
     "stub-handler|stub-handler|",
 ]

@@ -25,10 +25,6 @@ the proxy. Patches:
                  per request: the floor of any server on that parser
   stub-upstream  decomposition: the full pipeline runs, the upstream call is replaced by a
                  canned answer (everything but the upstream round trip)
-  lean-server    prototype of "serve the data port with a bare asyncio.Protocol instead of
-                 aiohttp.web": same per-request work (leanserver.py)
-  lean-client    prototype of "replace aiohttp's ClientSession on the hot path": a bare
-                 asyncio keep-alive HTTP/1.1 pool (leanclient.py) sends the same bytes
 """
 
 from __future__ import annotations
@@ -200,20 +196,6 @@ def _apply() -> None:
             return canned
 
         proxy.pipeline.Pipeline.send = send_stub
-
-    if "lean-server" in PATCHES:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        import leanserver
-
-        leanserver.install(proxy.cli)
-
-    if "lean-client" in PATCHES:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        import leanclient
-
-        import proxy.aws.upstream
-
-        leanclient.install(proxy.aws.upstream)
 
     if "gcstats" in PATCHES:
         stats = {0: [0, 0.0], 1: [0, 0.0], 2: [0, 0.0]}
