@@ -44,11 +44,23 @@ class PlainJSONFileLoader:
         return any(os.path.isfile(file_path + ext) for ext, _ in _OPENERS)
 
     def load_file(self, file_path: str) -> Any:
+        hook = self._hook
+        if hook is None and os.path.basename(file_path) == "service-2":
+            hook = _without_documentation
         for ext, opener in _OPENERS:
             if os.path.isfile(file_path + ext):
                 with opener(file_path + ext, "rb") as f:
-                    return json.loads(f.read().decode("utf-8"), object_hook=self._hook)
+                    return json.loads(f.read().decode("utf-8"), object_hook=hook)
         return None
+
+
+def _without_documentation(decoded: dict[str, Any]) -> dict[str, Any]:
+    # A model's prose (about half of each IVS model's bytes) is read by nothing the proxy
+    # serves from, yet would live as long as the catalog does: dropped as it is decoded.
+    # Only a string: a structure may have a member named "documentation" (a dict).
+    if isinstance(decoded.get("documentation"), str):
+        del decoded["documentation"]
+    return decoded
 
 
 #: (search paths, service) -> the `metadata` of its latest model (a few names and versions).
