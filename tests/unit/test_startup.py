@@ -11,6 +11,7 @@ import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import trustme
@@ -65,7 +66,7 @@ def test_only_contexts_that_verify_nothing_skip_the_trust_store() -> None:
 
 
 def test_a_verifying_context_made_while_importing_loads_its_trust_store_at_its_first_handshake(
-        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ca = trustme.CA()
     bundle = tmp_path / "trusted.pem"
     ca.cert_pem.write_to_path(str(bundle))
