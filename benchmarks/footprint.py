@@ -30,7 +30,7 @@ sys.path.insert(0, str(HERE))
 import procs
 from load import LoadGenerator
 from procs import RssSampler, cpu_seconds
-from proxyproc import ProxyProcess, proxy_env
+from proxyproc import ProxyProcess, compile_bytecode, proxy_env
 from upstream import Upstream, make_certificates, start_upstream
 
 SCENARIOS = ("PutMetadata", "CreateChannel", "ListChannels")
@@ -115,6 +115,7 @@ def measure(args: argparse.Namespace) -> int:
     variants: dict[str, tuple[str, ...] | None] = {"ivs-proxy": None}
     if args.variant:
         variants = {name: (sys.executable, path) for name, _, path in (v.partition("=") for v in args.variant)}
+    compile_bytecode()  # as run.py: start-up as an installed package's, not from source
     tmp = Path(tempfile.mkdtemp(prefix="ivs-proxy-footprint-"))
     certs = make_certificates(tmp)
     upstream = start_upstream(tmp / "upstream", certs, args.load_cpu)

@@ -4,10 +4,12 @@ the environment, the local upstream as AWS_ENDPOINT_URL, pinned to one core."""
 
 from __future__ import annotations
 
+import compileall
 import datetime
 import os
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -18,6 +20,19 @@ from procs import free_port, memory_kib, pinned, stop_process, wait_for_status
 ACCESS_KEY = "ASIABENCHMARK0000000"
 SECRET_KEY = "benchmark/secret/key/that/is/not/real/000"
 SESSION_TOKEN = "IQoJb3JpZ2luX2VjE" + "BenchmarkSessionTokenNotReal0123456789abcdefghijklmnopqrstuvwxyz" * 13
+
+
+def compile_bytecode() -> None:
+    """Byte-compile the proxy and the packages it imports, as `pip install` does (and the
+    Docker image's build): with PYTHONDONTWRITEBYTECODE set (the image sets it; so may the
+    machine) nothing is written at run time, and a tree without `.pyc` files is compiled
+    from source at every start: ~0.6 s more start to ready here, and ~2 MiB more RSS.
+    Fast once done (it compares timestamps). A variant's launcher that runs another
+    checkout should compile that one too."""
+    here = Path(__file__).resolve().parent
+    paths = sysconfig.get_paths()
+    for tree in (str(here.parent / "proxy"), *sorted({paths["purelib"], paths["platlib"]})):
+        compileall.compile_dir(tree, quiet=2)
 
 
 def proxy_env(upstream_url: str, ca_bundle: Path) -> dict[str, str]:

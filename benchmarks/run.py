@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import compileall
 import datetime
 import http.client
 import json
@@ -49,7 +48,7 @@ from procs import (
     pinned,
     run_queue_wait_seconds,
 )
-from proxyproc import ProxyProcess, proxy_env
+from proxyproc import ProxyProcess, compile_bytecode, proxy_env
 from upstream import make_certificates, start_upstream
 
 #: Experimental: `--variant PATCHES` runs the proxy through variants/launch.py with those
@@ -359,9 +358,9 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     peer_results: dict[str, dict[str, object]] = {}
     results["peers"] = peer_results
     try:
-        # pip compiles an installed package's bytecode; an editable checkout under
-        # PYTHONDONTWRITEBYTECODE would recompile every edited module at each start.
-        compileall.compile_dir(str(HERE.parent / "proxy"), quiet=1)
+        # pip compiles an installed package's bytecode; an editable checkout (or a venv
+        # installed without it) under PYTHONDONTWRITEBYTECODE would recompile at each start.
+        compile_bytecode()
         log("signing micro-benchmark")
         results["signing"] = run_signing(args)
         log(f"start-to-ready x{args.startups}")

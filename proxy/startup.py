@@ -10,10 +10,11 @@ they load are pure waste for a process that builds everything once and then serv
   once the proxy is built (before it freezes the rest) goes over what start-up built
   since (~11k objects), not over every module again: ~2 ms instead of ~25.
 * aiohttp builds two default TLS contexts when it is imported, each loading the system
-  trust store (~27 ms and ~1 MiB each). One of them verifies nothing (`CERT_NONE`), so
-  its trust store is never consulted: it is not loaded. The verifying one is left alone
-  (the proxy passes its own context to its upstream connector, but anything in the
-  process that used aiohttp's default must still verify).
+  trust store (~30 ms and ~1 MiB each). One of them verifies nothing (`CERT_NONE`), so
+  its trust store is never consulted: it is not loaded. The verifying one is used by
+  nothing the proxy runs (its upstream client has its own context), but anything in the
+  process that used it must still verify: its trust store is loaded when it first wraps
+  a connection (or is asked about its certificates), not at import.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import ctypes
 import gc
 import ssl
 from collections.abc import Iterator
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -46,7 +48,12 @@ def _no_trust_store_without_verification() -> Iterator[None]:
     original = ssl.SSLContext.set_default_verify_paths
 
     def set_default_verify_paths(context: ssl.SSLContext) -> None:
-        if context.verify_mode != ssl.CERT_NONE:
+        if context.verify_mode == ssl.CERT_NONE:
+            return
+        if type(context) is ssl.SSLContext:
+            context.__class__ = _TrustStoreOnFirstUse
+            context._trust_store_pending = True  # type: ignore[attr-defined]
+        else:
             original(context)
 
     ssl.SSLContext.set_default_verify_paths = set_default_verify_paths  # type: ignore[method-assign,assignment]
@@ -57,6 +64,35 @@ def _no_trust_store_without_verification() -> Iterator[None]:
             del ssl.SSLContext.set_default_verify_paths
         else:
             ssl.SSLContext.set_default_verify_paths = own  # type: ignore[method-assign]
+
+
+class _TrustStoreOnFirstUse(ssl.SSLContext):
+    """A verifying context made while importing: the system trust store is loaded at the
+    first connection it wraps, or when anything reads its certificates, whichever is first."""
+
+    def _load_trust_store(self) -> None:
+        if self.__dict__.pop("_trust_store_pending", False):
+            ssl.SSLContext.set_default_verify_paths(self)
+
+    def set_default_verify_paths(self) -> None:
+        self.__dict__.pop("_trust_store_pending", None)
+        ssl.SSLContext.set_default_verify_paths(self)
+
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        self._load_trust_store()
+        return super().wrap_socket(*args, **kwargs)
+
+    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
+        self._load_trust_store()
+        return super().wrap_bio(*args, **kwargs)
+
+    def cert_store_stats(self) -> dict[str, int]:
+        self._load_trust_store()
+        return super().cert_store_stats()
+
+    def get_ca_certs(self, binary_form: bool = False) -> Any:
+        self._load_trust_store()
+        return super().get_ca_certs(binary_form)
 
 
 def return_freed_memory() -> None:

@@ -232,8 +232,9 @@ class Catalog:
 def _load_catalog(service_names: tuple[str, ...]) -> Catalog:
     # A catalog is immutable once built, so one per set of services serves every proxy
     # built in this process (tests and `--workers` build several). The loader goes with
-    # its cache once the catalog is built: the models live on in the catalog alone.
-    loader = create_loader()
+    # its cache once the catalog is built: the models live on in the catalog alone, so
+    # without the prose nothing here reads.
+    loader = create_loader(documentation=False)
     return Catalog(load_service(name, loader) for name in service_names)
 
 

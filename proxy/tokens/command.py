@@ -24,7 +24,6 @@ from proxy.gateway.identity import Caller
 from proxy.gateway.own_access import OwnAccess
 from proxy.observe.logs import configure_logging
 from proxy.observe.metrics import Metrics
-from proxy.tokens.claims import parse_participant, parse_playback
 from proxy.tokens.service import build_token_service
 
 OPERATOR = Caller("operator", "cli")
@@ -98,6 +97,9 @@ def run_token(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
 
 
 async def _mint(config: ProxyConfig, env: Mapping[str, str], kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    # Here, not with the module: `ivs-proxy serve` imports this one for its argument parser.
+    from proxy.tokens.claims import parse_participant, parse_playback
+
     profile = config.credentials.profile or env.get("AWS_PROFILE")
     source, identify = credential_source_for(config, env)
     credentials = CredentialStore(source, allow_long_lived=config.credentials.allow_long_lived_credentials,

@@ -20,15 +20,18 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
-
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from typing import TYPE_CHECKING, Protocol
 
 from proxy.aws.json_api import AwsCallFailed, AwsJsonClient, AwsRestJsonClient
 from proxy.config import TokenKey
 from proxy.errors import ConfigError, ProxyError, RequestInvalid, SigningUnavailable, UpstreamError
 from proxy.tokens.jws import der_to_raw
+
+# cryptography (its Rust extension and OpenSSL bindings: ~7 MiB of RSS, ~10 ms) is imported
+# where a key is loaded or checked, not with this module: `proxy.app` imports the token
+# wiring in every process, and most of them (a sidecar without keys) never hold a key.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 CURVE = "secp384r1"
 KMS_KEY_SPEC = "ECC_NIST_P384"
@@ -64,10 +67,15 @@ class SigningKey(Protocol):
 
 
 def _public_der(key: ec.EllipticCurvePublicKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def _check_public_half(config: TokenKey, public: ec.EllipticCurvePublicKey, where: str) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     if public.curve.name != CURVE:
         raise ConfigError(where, f"the key is on curve {public.curve.name}, IVS tokens need P-384 ({CURVE})")
     if config.public_key_file is None:
@@ -95,6 +103,9 @@ class PemKey:
         return f"tokens.keys ({self.config.arn})"
 
     def _load(self) -> ec.EllipticCurvePrivateKey:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
         assert self.config.private_key_file is not None
         try:
             data = Path(self.config.private_key_file).read_bytes()
@@ -117,6 +128,9 @@ class PemKey:
         return self._key.public_key()
 
     async def sign(self, message: bytes) -> bytes:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+
         return der_to_raw(self._key.sign(message, ec.ECDSA(hashes.SHA384())))
 
 
@@ -152,6 +166,9 @@ class KmsKey:
             raise ConfigError(self.where, f"the key does not sign with {KMS_ALGORITHM}")
         if described.get("KeyState", "Enabled") != "Enabled":
             raise ConfigError(self.where, f"the key is {described.get('KeyState')}, not Enabled")
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
         key = serialization.load_der_public_key(base64.b64decode(public["PublicKey"]))
         if not isinstance(key, ec.EllipticCurvePublicKey):
             raise ConfigError(self.where, "KMS's public key is not an elliptic-curve key")
@@ -233,6 +250,9 @@ class KeyRing:
 
 
 async def _check_against_ivs(key: SigningKey, realtime: AwsRestJsonClient) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     where = f"tokens.keys ({key.config.arn})"
     try:
         answer = await realtime.call("GetPublicKey", {"arn": key.config.arn}, region=key.config.region)

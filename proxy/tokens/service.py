@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -19,8 +20,11 @@ from proxy.config import ProxyConfig
 from proxy.errors import ConfigError
 from proxy.gateway.own_access import OwnAccess
 from proxy.observe.metrics import Metrics
-from proxy.tokens.keys import KeyRing, KmsKey, PemKey, SigningKey, kms_region
-from proxy.tokens.minting import PLAYBACK_URL_TIMEOUT_SECONDS, Minter, ResourceCache
+
+# `minting_served` is asked by every proxy's wiring; the minter itself (keys, claims, JWS)
+# is imported by `build_token_service`, when a config holds keys.
+if TYPE_CHECKING:
+    from proxy.tokens.minting import Minter
 
 log = structlog.get_logger("ivs_proxy")
 
@@ -54,6 +58,9 @@ def build_token_service(config: ProxyConfig, env: Mapping[str, str], *, endpoint
                         ca_bundle: str | None) -> TokenService:
     """Raises ConfigError for an unreadable or wrong PEM key; KMS keys are checked when the
     application starts (`contexts`), once credentials are loaded."""
+    from proxy.tokens.keys import KeyRing, KmsKey, PemKey, SigningKey, kms_region
+    from proxy.tokens.minting import PLAYBACK_URL_TIMEOUT_SECONDS, Minter, ResourceCache
+
     tokens = config.tokens
     profile = config.credentials.profile or env.get("AWS_PROFILE")
     upstream = Upstream(config.upstream, ca_bundle=ca_bundle)

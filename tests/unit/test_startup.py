@@ -3,6 +3,7 @@ once they are done."""
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import gc
 import json
@@ -10,8 +11,10 @@ import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import trustme
 
 from proxy.startup import quick_imports, return_freed_memory
 
@@ -60,6 +63,40 @@ def test_only_contexts_that_verify_nothing_skip_the_trust_store() -> None:
         assert unverified.cert_store_stats()["x509_ca"] == 0
         assert ssl.create_default_context().cert_store_stats() == verifying
     assert "set_default_verify_paths" not in vars(ssl.SSLContext)
+
+
+def test_a_verifying_context_made_while_importing_loads_its_trust_store_at_its_first_handshake(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ca = trustme.CA()
+    bundle = tmp_path / "trusted.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))  # the "system" store: this CA only
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path / "none"))
+    with quick_imports():
+        client = ssl.create_default_context()
+    assert super(type(client), client).cert_store_stats()["x509_ca"] == 0  # not loaded yet
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server)
+
+    async def handshake() -> object:
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.close()
+
+        listening = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=server)
+        port = listening.sockets[0].getsockname()[1]
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client)
+            peer = writer.get_extra_info("peercert")
+            writer.close()
+            return peer
+        finally:
+            listening.close()
+            await listening.wait_closed()
+
+    assert asyncio.run(handshake())  # verified against the store loaded on the way
+    assert client.verify_mode == ssl.CERT_REQUIRED and client.cert_store_stats()["x509_ca"] == 1
+    client.set_default_verify_paths()  # asked for again: loaded again, nothing else
+    assert client.cert_store_stats()["x509_ca"] == 1
 
 
 # aiohttp is imported already in this process: look at a fresh one, as `ivs-proxy` starts.
