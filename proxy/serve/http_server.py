@@ -483,7 +483,7 @@ class DataConnection(asyncio.Protocol):
         if codings and (len(codings) > 1 or version < (1, 1) or codings[0].strip().lower() != "chunked"):
             raise _HeadRefused(BAD_TRANSFER_ENCODING)
         expect = by_name.get("expect")
-        expect_continue = bool(expect) and version == (1, 1) and expect[0].strip().lower() == "100-continue"
+        expect_continue = version == (1, 1) and expect is not None and expect[0].strip().lower() == "100-continue"
         body = self._body = Body(self, expect_continue=expect_continue)
         request = HttpRequest(self, parser.get_method().decode("ascii"), self._url.decode("latin-1"), version,
                               headers, body)
