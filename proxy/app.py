@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import botocore.session
-from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from proxy.aws.credential_sources import CallerIdentity, source_from_config
@@ -47,9 +46,10 @@ from proxy.pipeline import (
     ValidateInput,
 )
 from proxy.policy import PolicySet
+from proxy.serve.admin import AdminApp, create_admin_app
 from proxy.serve.limits import Admission, BodyReads, CallerShares
 from proxy.serve.own_routes import OwnHandler
-from proxy.serve.server import DataApp, ProxyState, create_admin_app, create_data_app
+from proxy.serve.server import DataApp, ProxyState, create_data_app
 from proxy.serve.tls import server_context
 from proxy.startup import return_freed_memory
 from proxy.tokens.service import minting_served
@@ -67,7 +67,7 @@ class Proxy:
     catalog: Catalog
     state: ProxyState
     data_app: DataApp
-    admin_app: web.Application
+    admin_app: AdminApp
     authenticator: Authenticator | None = None  # gateway mode (docs/gateway.md)
     own_access: OwnAccess = field(default_factory=OwnAccess)  # who may call the proxy's own operations
     tokens: TokenService | None = None  # playback and participant tokens (docs/tokens.md)

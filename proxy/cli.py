@@ -19,7 +19,6 @@ with quick_imports():  # ~80 ms less start-up: see proxy/startup.py
 
     import botocore
     import structlog
-    from aiohttp import web
 
     from proxy import __version__
     from proxy.app import build_proxy, check_config, credential_source_for
@@ -32,8 +31,8 @@ with quick_imports():  # ~80 ms less start-up: see proxy/startup.py
     from proxy.model.catalog import SERVICE_MOUNTS, Catalog
     from proxy.observe.logs import configure_logging
     from proxy.policy import PolicySet
+    from proxy.serve.admin import AdminApp
     from proxy.serve.listener import (
-        DataRunner,
         bind_listener,
         bound_port,
         drain_and_close,
@@ -327,7 +326,7 @@ def fast_event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop  # type: ignore[no-any-return]
 
 
-async def _run(data_app: DataApp, admin_app: web.Application, config: ProxyConfig, *,
+async def _run(data_app: DataApp, admin_app: AdminApp, config: ProxyConfig, *,
                reuse_port: bool = False, on_listening: Callable[[int], None] | None = None) -> None:
     """Serve until a stop request, then drain (proxy/serve/drain.py): SIGTERM drains fully; SIGINT
     and `POST /quitquitquit` skip the delay; a second request of any kind hurries it.
@@ -351,7 +350,6 @@ async def _run(data_app: DataApp, admin_app: web.Application, config: ProxyConfi
     # Then the data app: its start-up refuses long-lived keys (exit 2) before anything listens.
     try:
         data = await listen(data_app, data_sockets, ssl_context=server_context(config.tls))
-        assert isinstance(data, DataRunner)
     except BaseException:
         for sock in admin_sockets:
             sock.close()

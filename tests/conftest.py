@@ -3,21 +3,21 @@ from __future__ import annotations
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from proxy.serve.server import DataApp
-from tests.support.data_port import DataPortTestServer
+from proxy.serve.listener import ServedApp
 from tests.support.inprocess import TEST_CREDENTIALS, proxy_for
+from tests.support.port_server import PortTestServer
 from tests.support.recording_upstream import RecordingUpstream
 
 
 @pytest.fixture
 async def aiohttp_server(aiohttp_server):  # type: ignore[no-untyped-def]
-    """pytest-aiohttp's, which also serves the proxy's data port (tests/support/data_port.py)."""
-    servers: list[DataPortTestServer] = []
+    """pytest-aiohttp's, which also serves the proxy's data port (tests.support.port_server.py)."""
+    servers: list[PortTestServer] = []
 
     async def serve(app, **kwargs):  # type: ignore[no-untyped-def]
-        if not isinstance(app, DataApp):
+        if not isinstance(app, ServedApp):
             return await aiohttp_server(app, **kwargs)
-        server = DataPortTestServer(app, port=kwargs.pop("port", None))
+        server = PortTestServer(app, port=kwargs.pop("port", None))
         servers.append(server)
         await server.start_server(**kwargs)
         return server
@@ -29,11 +29,11 @@ async def aiohttp_server(aiohttp_server):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def aiohttp_client(aiohttp_client):  # type: ignore[no-untyped-def]
-    """pytest-aiohttp's, which also takes the proxy's data port (tests/support/data_port.py)."""
+    """pytest-aiohttp's, which also takes the proxy's data port (tests.support.port_server.py)."""
 
     async def connect(target, **kwargs):  # type: ignore[no-untyped-def]
-        if isinstance(target, DataApp):
-            target = DataPortTestServer(target)
+        if isinstance(target, ServedApp):
+            target = PortTestServer(target)
         return await aiohttp_client(target, **kwargs)
 
     return connect

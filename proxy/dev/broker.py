@@ -28,17 +28,19 @@ import asyncio
 import contextlib
 import hmac
 import ipaddress
+import json
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
 
 import botocore.session
 import structlog
-from aiohttp import web
 
 from proxy.aws.credential_sources import AssumeRoleSource, RoleToAssume, served_services_policy
 from proxy.aws.credentials import CredentialStore
 from proxy.config import parse_host_port
 from proxy.errors import ConfigError, SigningUnavailable
+from proxy.serve.http_server import Answer, HttpRequest
 
 log = structlog.get_logger("ivs_proxy.broker")
 
@@ -103,24 +105,24 @@ class Broker:
             f"export AWS_CONTAINER_AUTHORIZATION_TOKEN={self._token.decode()}"
         )
 
-    def refusal(self, request: web.Request) -> web.Response | None:
+    def refusal(self, request: HttpRequest) -> Answer | None:
         """The answer to a request that fails a check, or None if it passes them all."""
-        if request.headers.get("Host", "").lower() not in self._hosts:
+        if (request.headers.get("Host") or "").lower() not in self._hosts:
             return _refuse(403, "foreign_host", "the Host header does not name this endpoint")
         if "Origin" in request.headers:
             return _refuse(403, "browser_origin", "requests from web pages are refused")
-        presented = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+        presented = (request.headers.get("Authorization") or "").encode("utf-8", "surrogateescape")
         # Constant time: how long a comparison takes must not tell how much of a guess was right.
         if not hmac.compare_digest(presented, self._token):
             return _refuse(401, "token", "missing or wrong Authorization token")
         return None
 
-    def credentials(self) -> web.Response:
+    def credentials(self) -> Answer:
         try:
             frozen = self.store.current()
         except SigningUnavailable as exc:
             log.warning("credentials_unavailable", detail=exc.message)
-            return web.json_response({"message": exc.message}, status=503)
+            return _json({"message": exc.message}, 503)
         snapshot = self.store.snapshot
         # current() and snapshot are read with no await between them: the same set.
         assert snapshot is not None and snapshot.credentials == frozen and snapshot.expires_at is not None
@@ -132,41 +134,52 @@ class Broker:
             "Token": frozen.token,
             "Expiration": expires,
         }
-        return web.json_response(body, headers={"Cache-Control": "no-store"})
+        answer = _json(body)
+        answer.headers["Cache-Control"] = "no-store"
+        return answer
 
 
-BROKER = web.AppKey("broker", Broker)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+def _json(payload: dict[str, Any], status: int = 200) -> Answer:
+    return Answer(status, json.dumps(payload).encode(), content_type="application/json; charset=utf-8")
 
 
-def _refuse(status: int, reason: str, message: str) -> web.Response:
+def _refuse(status: int, reason: str, message: str) -> Answer:
     log.warning("credentials_request_refused", reason=reason, status=status)
-    return web.json_response({"message": f"ivs-proxy dev credentials: {message}"}, status=status)
+    return _json({"message": f"ivs-proxy dev credentials: {message}"}, status)
 
 
-@web.middleware
-async def _checks(request: web.Request, handler: Handler) -> web.StreamResponse:
-    refusal = request.app[BROKER].refusal(request)
-    return refusal if refusal is not None else await handler(request)
+class BrokerApp:
+    """The endpoint, on the proxy's own HTTP server: every request is checked first (Host,
+    Origin, token), then only GET of CREDENTIALS_PATH is served. Its credential store is
+    started and renewed while the app serves."""
 
+    peer_certificates = False
 
-async def _serve_credentials(request: web.Request) -> web.Response:
-    return request.app[BROKER].credentials()
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.cleanup_ctx: list[Callable[[BrokerApp], AsyncIterator[None]]] = [self._renew]
 
+    async def handle(self, request: HttpRequest) -> Answer:
+        refusal = self.broker.refusal(request)
+        if refusal is not None:
+            return refusal
+        if request.path != CREDENTIALS_PATH:
+            return _json({"message": f"ivs-proxy dev credentials: the endpoint is {CREDENTIALS_PATH}"}, 404)
+        if request.method not in ("GET", "HEAD"):
+            answer = _json({"message": "ivs-proxy dev credentials: GET only"}, 405)
+            answer.headers["Allow"] = "GET"
+            return answer
+        return self.broker.credentials()
 
-def create_broker_app(broker: Broker) -> web.Application:
-    """The endpoint's app; its credential store is started and renewed with the app."""
-    app = web.Application(middlewares=[_checks])
-    app[BROKER] = broker
-    app.router.add_get(CREDENTIALS_PATH, _serve_credentials)
-
-    async def renew(_: web.Application) -> AsyncIterator[None]:
-        await broker.store.start()
-        task = asyncio.create_task(broker.store.run(), name="broker-credential-refresh")
+    async def _renew(self, _: BrokerApp) -> AsyncIterator[None]:
+        store = self.broker.store
+        await store.start()
+        task = asyncio.create_task(store.run(), name="broker-credential-refresh")
         yield
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    app.cleanup_ctx.append(renew)
-    return app
+
+def create_broker_app(broker: Broker) -> BrokerApp:
+    return BrokerApp(broker)

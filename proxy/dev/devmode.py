@@ -22,7 +22,6 @@ from typing import Any
 import botocore.exceptions
 import botocore.session
 import structlog
-from aiohttp import web
 
 from proxy import __version__
 from proxy.app import build_proxy, check_config, credential_chain_session, credential_source_for
@@ -46,8 +45,7 @@ from proxy.dev.broker import (
 )
 from proxy.errors import ConfigError
 from proxy.observe.logs import configure_logging
-from proxy.serve.listener import DataRunner, bind_listener, start_listener
-from proxy.serve.server import DataApp
+from proxy.serve.listener import PortRunner, ServedApp, bind_listener, start_listener
 
 log = structlog.get_logger("ivs_proxy.dev")
 
@@ -229,9 +227,9 @@ def _bind_all(dev: DevPlan) -> list[socket.socket]:
 
 def _apps(
     dev: DevPlan, env: Mapping[str, str], broker_source: CredentialSource | None, sockets: Sequence[socket.socket]
-) -> tuple[list[DataApp | web.Application], Broker | None]:
+) -> tuple[list[ServedApp], Broker | None]:
     proxy = build_proxy(dev.config, env)
-    apps: list[DataApp | web.Application] = [proxy.data_app, proxy.admin_app]
+    apps: list[ServedApp] = [proxy.data_app, proxy.admin_app]
     stores = [proxy.state.credentials]
     broker = None
     if broker_source is not None:
@@ -330,13 +328,13 @@ def _bind(address: tuple[str, int], key: str) -> socket.socket:
     return sock
 
 
-async def _serve(sites: Sequence[tuple[DataApp | web.Application, socket.socket]], limits: LimitsConfig,
+async def _serve(sites: Sequence[tuple[ServedApp, socket.socket]], limits: LimitsConfig,
                  started: Callable[[], None]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    runners: list[DataRunner | web.AppRunner] = []
+    runners: list[PortRunner] = []
     try:
         for app, sock in sites:
             runners.append(await start_listener(app, [sock], limits))

@@ -1,5 +1,5 @@
-"""The data port's HTTP/1.1 server: an asyncio protocol on httptools (llhttp, the parser
-aiohttp's own C parser is built on), instead of aiohttp's web server.
+"""The proxy's HTTP/1.1 server (data and admin ports): an asyncio protocol on httptools
+(llhttp, the parser aiohttp's own C parser is built on), instead of aiohttp's web server.
 
 Why: aiohttp's server (protocol, request and response objects, multidicts, router,
 middleware chain) took ~190k instructions of every proxied request, more than the whole
@@ -139,7 +139,7 @@ class Body:
 
     __slots__ = ("_chunks", "_connection", "_continue", "_eof", "_exception", "_size", "_waiter")
 
-    def __init__(self, connection: DataConnection, *, expect_continue: bool) -> None:
+    def __init__(self, connection: HttpConnection, *, expect_continue: bool) -> None:
         self._connection = connection
         self._chunks: deque[bytes] = deque()
         self._size = 0
@@ -217,7 +217,7 @@ class HttpRequest:
     __slots__ = ("_query", "app", "connection", "content", "error", "exchange", "headers", "method", "own_call",
                  "raw_path", "request_id", "started", "version")
 
-    def __init__(self, connection: DataConnection, method: str, raw_path: str, version: tuple[int, int],
+    def __init__(self, connection: HttpConnection, method: str, raw_path: str, version: tuple[int, int],
                  headers: Headers, content: Body) -> None:
         self.connection = connection
         self.method = method
@@ -303,7 +303,7 @@ class StreamingAnswer:
         self.close = False
         self.prepared = False
         self.bytes_out = 0
-        self._connection: DataConnection | None = None
+        self._connection: HttpConnection | None = None
         self._chunked = False
         self._ended = False
 
@@ -355,10 +355,10 @@ RequestHandler = Callable[[HttpRequest], Awaitable[AnyAnswer]]
 MalformedAnswer = Callable[[str], Answer]
 
 
-class DataConnection(asyncio.Protocol):
+class HttpConnection(asyncio.Protocol):
     """One client connection: parses requests as bytes arrive, answers them in order."""
 
-    def __init__(self, server: DataServer) -> None:
+    def __init__(self, server: HttpServer) -> None:
         self._server = server
         self._loop = server.loop
         self.transport: asyncio.Transport | None = None
@@ -703,8 +703,8 @@ class _HeadRefused(Exception):
         self.message = message
 
 
-class DataServer:
-    """The data port's listening sockets and open connections."""
+class HttpServer:
+    """One port's listening sockets and open connections."""
 
     def __init__(self, handler: RequestHandler, *, malformed: MalformedAnswer, header_timeout: float,
                  idle_timeout: float, on_refused: Refused | None = None,
@@ -715,7 +715,7 @@ class DataServer:
         self.idle_timeout = idle_timeout
         self.on_refused: Refused = on_refused or (lambda _: None)
         self.ssl = ssl_context
-        self.connections: set[DataConnection] = set()
+        self.connections: set[HttpConnection] = set()
         self.loop = asyncio.get_running_loop()
         self._servers: list[asyncio.Server] = []
         # How often deadlines are checked: a timeout is kept to within a quarter of itself.
@@ -735,7 +735,7 @@ class DataServer:
 
     async def listen(self, sockets: Iterable[Any]) -> None:
         for sock in sockets:
-            server = await self.loop.create_server(lambda: DataConnection(self), sock=sock, ssl=self.ssl,
+            server = await self.loop.create_server(lambda: HttpConnection(self), sock=sock, ssl=self.ssl,
                                                    backlog=1024)
             self._servers.append(server)
         if self._sweeper is None:

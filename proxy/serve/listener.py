@@ -1,41 +1,30 @@
 """The listeners as `serve` runs them, and the drain that ends them.
 
-The data port is the proxy's own HTTP/1.1 server (proxy/serve/http_server.py): head
-limits, the head timeout (slowloris), the idle timeout and the rest-json 400 for
-unparseable requests are its rules. The admin port stays an aiohttp application; aiohttp
-bounds a head's size and how long a connection may idle, but has no timeout for
-*receiving* a head, so `_GuardedHandler` adds that timer there: once the first byte of a
-request arrives, its whole head must follow within `limits.header_timeout_seconds`.
-
-The subclass relies on three attributes of aiohttp's `RequestHandler` (`_request_count`,
-`_request_in_progress`, `_waiter`), checked against aiohttp 3.10-3.14.
+The data and admin ports are the proxy's own HTTP/1.1 server (proxy/serve/http_server.py):
+head limits, the head timeout (slowloris), the idle timeout and the rest-json 400 for
+unparseable requests are its rules. An aiohttp application (the dev credential broker, the
+workers' supervisor's admin port) is served by proxy/serve/aiohttp_listener.py, imported
+only then: `serve` itself never loads aiohttp's web framework.
 """
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import socket
 import ssl
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol, overload, runtime_checkable
 
 import structlog
-from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
 
 from proxy.config import LimitsConfig, parse_host_port
 from proxy.errors import ConfigError
 from proxy.serve.drain import first_of
-from proxy.serve.http_server import (
-    MAX_FIELD_BYTES,
-    MAX_HEADERS,
-    MAX_LINE_BYTES,
-    DataServer,
-    exit_contexts,
-    run_contexts,
-)
-from proxy.serve.server import DataApp, ProxyState, malformed_answer
+from proxy.serve.http_server import AnyAnswer, HttpRequest, HttpServer, exit_contexts, run_contexts
+from proxy.serve.server import ProxyState, malformed_answer
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = structlog.get_logger("ivs_proxy")
 
@@ -45,58 +34,20 @@ CUT_OFF_GRACE_SECONDS = 1.0
 Refused = Callable[[str], None]
 
 
-class _GuardedHandler(RequestHandler):
-    __slots__ = ("_head_timeout", "_head_timer", "_on_refused")
+@runtime_checkable
+class ServedApp(Protocol):
+    """What the proxy's own server serves: the data port's app, the admin port's."""
 
-    def __init__(self, manager: web.Server, *, head_timeout: float, on_refused: Refused | None = None,
-                 **kwargs: Any) -> None:
-        super().__init__(manager, **kwargs)
-        self._head_timeout = head_timeout
-        self._head_timer: asyncio.TimerHandle | None = None
-        self._on_refused = on_refused
+    cleanup_ctx: Any  # a list of async generator functions taking the app
+    peer_certificates: bool
 
-    def data_received(self, data: bytes) -> None:
-        heads = self._request_count
-        super().data_received(data)
-        if self._request_count != heads:
-            self._stop_head_timer()  # a whole head (or a parse error) arrived
-        elif data and self._head_timer is None and not self._request_in_progress:
-            self._head_timer = self._loop.call_later(self._head_timeout, self._head_timed_out)
-
-    def _head_timed_out(self) -> None:
-        self._head_timer = None
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():  # still no complete head
-            if self._on_refused is not None:
-                self._on_refused("head_timeout")
-            self.force_close()
-
-    def _stop_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self._stop_head_timer()
-        super().connection_lost(exc)
+    def handle(self, request: HttpRequest) -> Awaitable[AnyAnswer]: ...
 
 
-class _GuardedServer(web.Server):
-    def __call__(self) -> RequestHandler:
-        return _GuardedHandler(self, loop=self._loop, **self._kwargs)
+class PortRunner:
+    """One port running: its app's contexts entered, its server listening."""
 
-
-class _GuardedRunner(web.AppRunner):
-    async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
-        server.__class__ = _GuardedServer  # the same object; only the protocol factory differs
-        return server
-
-
-class DataRunner:
-    """The data port running: its app's contexts entered, its server listening."""
-
-    def __init__(self, app: DataApp, server: DataServer, contexts: list[AsyncIterator[None]]) -> None:
+    def __init__(self, app: ServedApp, server: HttpServer, contexts: list[AsyncIterator[None]]) -> None:
         self.app = app
         self.server = server
         self._contexts = contexts
@@ -151,49 +102,32 @@ def bind_listener(address: str, key: str = "listen", *, reuse_port: bool = False
     return sockets
 
 
+@overload
+async def start_listener(app: ServedApp, sockets: list[socket.socket], limits: LimitsConfig, *,
+                         on_refused: Refused | None = None,
+                         ssl_context: ssl.SSLContext | None = None) -> PortRunner: ...
+
+
+@overload
+async def start_listener(app: web.Application, sockets: list[socket.socket], limits: LimitsConfig, *,
+                         on_refused: Refused | None = None,
+                         ssl_context: ssl.SSLContext | None = None) -> web.AppRunner: ...
+
+
 async def start_listener(
-    app: DataApp | web.Application,
+    app: ServedApp | web.Application,
     sockets: list[socket.socket],
     limits: LimitsConfig,
     *,
     on_refused: Refused | None = None,
     ssl_context: ssl.SSLContext | None = None,
-) -> DataRunner | web.AppRunner:
+) -> PortRunner | web.AppRunner:
     """Start `app` (its startup and cleanup contexts included), then listen on `sockets`
     (from `bind_listener`), which it owns from here on, in success and failure alike."""
-    if isinstance(app, DataApp):
-        return await _start_data_port(app, sockets, limits, on_refused=on_refused, ssl_context=ssl_context)
-    runner = _GuardedRunner(
-        app,
-        access_log=None,
-        keepalive_timeout=limits.idle_timeout_seconds,
-        head_timeout=limits.header_timeout_seconds,
-        max_line_size=MAX_LINE_BYTES,
-        max_field_size=MAX_FIELD_BYTES,
-        max_headers=MAX_HEADERS,
-        on_refused=on_refused,
-        # Used only after our own drain: handlers still writing their last bytes.
-        shutdown_timeout=CUT_OFF_GRACE_SECONDS,
-    )
-    try:
-        await runner.setup()
-    except BaseException:
-        for sock in sockets:
-            sock.close()
-        raise
-    try:
-        for sock in sockets:
-            await web.SockSite(runner, sock, ssl_context=ssl_context).start()
-    except BaseException:
-        await runner.cleanup()
-        for sock in sockets:
-            sock.close()
-        raise
-    return runner
+    if not isinstance(app, ServedApp):
+        from proxy.serve.aiohttp_listener import start_aiohttp_listener
 
-
-async def _start_data_port(app: DataApp, sockets: list[socket.socket], limits: LimitsConfig, *,
-                           on_refused: Refused | None, ssl_context: ssl.SSLContext | None) -> DataRunner:
+        return await start_aiohttp_listener(app, sockets, limits, on_refused=on_refused, ssl_context=ssl_context)
     contexts: list[AsyncIterator[None]] = []
     try:
         await run_contexts(app.cleanup_ctx, app, contexts)
@@ -202,9 +136,9 @@ async def _start_data_port(app: DataApp, sockets: list[socket.socket], limits: L
         for sock in sockets:
             sock.close()
         raise
-    server = DataServer(app.handle, malformed=malformed_answer, header_timeout=limits.header_timeout_seconds,
+    server = HttpServer(app.handle, malformed=malformed_answer, header_timeout=limits.header_timeout_seconds,
                         idle_timeout=limits.idle_timeout_seconds, on_refused=on_refused, ssl_context=ssl_context)
-    runner = DataRunner(app, server, contexts)
+    runner = PortRunner(app, server, contexts)
     try:
         await server.listen(sockets)
     except BaseException:
@@ -215,11 +149,11 @@ async def _start_data_port(app: DataApp, sockets: list[socket.socket], limits: L
     return runner
 
 
-def bound_port(runner: DataRunner | web.AppRunner) -> int:
+def bound_port(runner: PortRunner | web.AppRunner) -> int:
     return int(runner.addresses[0][1])
 
 
-async def drain_and_close(state: ProxyState, data: DataRunner, *, delay: float, timeout: float) -> None:
+async def drain_and_close(state: ProxyState, data: PortRunner, *, delay: float, timeout: float) -> None:
     """The shutdown sequence of `proxy/serve/drain.py`, from readiness 503 to closed connections."""
     drain = state.drain
     state.draining = True

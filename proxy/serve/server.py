@@ -7,14 +7,13 @@ routing is the catalog's job, so that a miss is explained in the rest-json error
 metrics), refusing (the one place a ProxyError becomes an answer), guarding (the drain's
 bookkeeping: a request still running at the cut-off is answered 503 here). The in-flight
 cap is taken in `handle_proxy`, once the body is in (proxy/serve/limits.py says why).
-The admin port stays an aiohttp application: it is off the request path.
+The admin port is proxy/serve/admin.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import itertools
 import json
 import os
@@ -24,9 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from dataclasses import dataclass, field
 
 import structlog
-from aiohttp import web
 from prometheus_client import Counter, Histogram
-from prometheus_client.exposition import choose_encoder
 
 from proxy.aws.credentials import CredentialStore
 from proxy.aws.upstream import Upstream, UpstreamResponse, foreign_answer, is_aws_answer
@@ -556,53 +553,3 @@ def create_data_app(state: ProxyState, own_routes: Sequence[tuple[OwnOperation, 
     """The data port. `own_routes` are the proxy's own operations that this config turns on
     (proxy/serve/own_routes.py); every other path goes to the IVS request path."""
     return DataApp(state, own_routes, own_access)
-
-
-def create_admin_app(state: ProxyState) -> web.Application:
-    app = web.Application()
-
-    async def healthz(_: web.Request) -> web.Response:
-        # Answering at all proves the event loop is turning; the lag says how freely.
-        return web.json_response({"status": "ok", "loop_lag_ms": round(await loop_lag() * 1000, 3)})
-
-    async def readyz(_: web.Request) -> web.Response:
-        if state.draining:
-            return web.json_response({"ready": False, "reason": "draining"}, status=503)
-        detail = state.credentials.unavailable_reason()
-        if detail is None:
-            return web.json_response({"ready": True})
-        return web.json_response({"ready": False, "reason": "credentials_unavailable", "detail": detail}, status=503)
-
-    async def metrics(request: web.Request) -> web.Response:
-        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        return web.Response(body=encoder(state.metrics.registry), headers={"Content-Type": content_type})
-
-    async def quitquitquit(request: web.Request) -> web.Response:
-        # Only from this pod/host: the admin port listens on the pod IP for probes, and a
-        # neighbour must not be able to stop the sidecar.
-        if not is_loopback_peer(request):
-            return web.json_response({"stopping": False, "reason": "only accepted from loopback"}, status=403)
-        # The caller (a Job's main container, done) is the only client: no drain delay.
-        state.drain.request_stop("quitquitquit", skip_delay=True)
-        return web.json_response({"stopping": True})
-
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_post("/quitquitquit", quitquitquit)
-    return app
-
-
-def is_loopback_peer(request: web.Request) -> bool:
-    peer = request.transport.get_extra_info("peername") if request.transport is not None else None
-    try:
-        return peer is not None and ipaddress.ip_address(peer[0]).is_loopback
-    except (ValueError, TypeError, IndexError):
-        return False
-
-
-async def loop_lag() -> float:
-    """How late a zero-length sleep resumes: the loop's current backlog."""
-    started = time.perf_counter()
-    await asyncio.sleep(0)
-    return time.perf_counter() - started

@@ -55,8 +55,8 @@ from proxy.defaults import SHUTDOWN_MARGIN_SECONDS
 from proxy.errors import ConfigError
 from proxy.observe.logs import ACCESS_LOG
 from proxy.observe.metrics import Metrics, SupervisorMetrics
+from proxy.serve.admin import is_loopback_address, loop_lag
 from proxy.serve.listener import CUT_OFF_GRACE_SECONDS, bind_listener, start_listener
-from proxy.serve.server import is_loopback_peer, loop_lag
 
 log = structlog.get_logger("ivs_proxy")
 
@@ -451,7 +451,7 @@ class Supervisor:
         return web.Response(body=encoder(self.metrics.registry), headers={"Content-Type": content_type})
 
     async def _quitquitquit(self, request: web.Request) -> web.Response:
-        if not is_loopback_peer(request):  # as a single process: only from this pod/host
+        if not is_loopback_address(request.remote):  # as a single process: only from this pod/host
             return web.json_response({"stopping": False, "reason": "only accepted from loopback"}, status=403)
         self.request_stop("quitquitquit", signal.SIGINT)  # no drain delay, as a single process
         return web.json_response({"stopping": True})

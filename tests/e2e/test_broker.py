@@ -22,7 +22,7 @@ from pathlib import Path
 
 import botocore.session
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from proxy.aws.credential_sources import served_services_policy
 from proxy.aws.credentials import CredentialStore
@@ -33,6 +33,7 @@ from tests.e2e.conftest import unsigned_client
 from tests.support.inprocess import StaticSource
 from tests.support.moto import ACCOUNT, REGION, MotoServer
 from tests.support.net import free_port, wait_for_http
+from tests.support.port_server import PortTestServer
 
 IVS_PROXY = str(Path(sys.executable).with_name("ivs-proxy"))
 EXPORT = re.compile(r"^export (AWS_CONTAINER_CREDENTIALS_FULL_URI|AWS_CONTAINER_AUTHORIZATION_TOKEN)=(\S+)$", re.MULTILINE)
@@ -365,7 +366,7 @@ async def test_endpoint_answers_from_the_store(source: object) -> None:
     store = CredentialStore(source)  # type: ignore[arg-type]
     port = free_port()
     broker = Broker(store, "secret-token", "127.0.0.1", port)
-    server = TestServer(create_broker_app(broker), host="127.0.0.1", port=port)
+    server = PortTestServer(create_broker_app(broker), host="127.0.0.1", port=port)
     async with TestClient(server) as client:
         response = await client.get("/credentials", headers={"Authorization": "secret-token"})
         body = await response.json()

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from proxy.serve.http_server import Answer, DataServer, HttpRequest, StreamingAnswer
+from proxy.serve.http_server import Answer, HttpRequest, HttpServer, StreamingAnswer
 
 HEAD = b"POST /echo HTTP/1.1\r\nHost: proxy\r\nContent-Length: %d\r\n\r\n"
 
@@ -34,7 +34,7 @@ async def echo(request: HttpRequest) -> Answer | StreamingAnswer:
 
 @pytest.fixture
 async def port() -> AsyncIterator[int]:
-    server = DataServer(echo, malformed=lambda message: Answer(400, message.encode()), header_timeout=2.0,
+    server = HttpServer(echo, malformed=lambda message: Answer(400, message.encode()), header_timeout=2.0,
                         idle_timeout=0.4)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -163,7 +163,7 @@ async def test_a_client_that_leaves_mid_body_fails_the_read(port: int) -> None:
             failures.append(exc)
         return Answer(200)
 
-    server = DataServer(reads, malformed=lambda m: Answer(400), header_timeout=2.0, idle_timeout=5.0)
+    server = HttpServer(reads, malformed=lambda m: Answer(400), header_timeout=2.0, idle_timeout=5.0)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     await server.listen([sock])

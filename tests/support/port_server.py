@@ -1,6 +1,7 @@
-"""The data port in a test, served as `serve` serves it (proxy/serve/listener.py), behind
-aiohttp's test client: `aiohttp_client(proxy.data_app)` and `aiohttp_server(proxy.data_app)`
-work as they did when the data port was an aiohttp application (tests/conftest.py)."""
+"""A port of the proxy's own (data, admin, dev broker) in a test, served as `serve` serves
+it (proxy/serve/listener.py), behind aiohttp's test client: `aiohttp_client(proxy.data_app)`
+and `aiohttp_server(proxy.admin_app)` work as they did when these were aiohttp
+applications (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,17 @@ from aiohttp.test_utils import BaseTestServer
 from yarl import URL
 
 from proxy.config import LimitsConfig
-from proxy.serve.listener import DataRunner, bind_listener, start_listener
-from proxy.serve.server import DataApp
+from proxy.serve.listener import PortRunner, ServedApp, bind_listener, start_listener
 
 
-class DataPortTestServer(BaseTestServer):
+class PortTestServer(BaseTestServer):
     """A real listener on 127.0.0.1 and a free port, with the app's contexts entered."""
 
-    def __init__(self, app: DataApp, *, limits: LimitsConfig | None = None, **kwargs: Any) -> None:
+    def __init__(self, app: ServedApp, *, limits: LimitsConfig | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.app = app
         self.limits = limits or LimitsConfig()
-        self.data_runner: DataRunner | None = None
+        self.data_runner: PortRunner | None = None
 
     async def start_server(self, loop: Any = None, **kwargs: Any) -> None:
         if self.data_runner is not None:
@@ -29,7 +29,7 @@ class DataPortTestServer(BaseTestServer):
         ssl_context = kwargs.pop("ssl", None)
         sockets = bind_listener(f"{self.host}:{self.port or 0}")
         runner = await start_listener(self.app, sockets, self.limits, ssl_context=ssl_context)
-        assert isinstance(runner, DataRunner)
+        assert isinstance(runner, PortRunner)
         self.data_runner = runner
         self.port = runner.addresses[0][1]
         self.scheme = self.scheme or ("https" if ssl_context else "http")
