@@ -14,7 +14,7 @@ over. A verified certificate that names no caller (a mesh workload certificate, 
 leaves the decision to the header. Every failure is a 401 naming what was wrong, never echoing the credential.
 
 The verified peer certificate reaches this module through `PEER_CERTIFICATE`, set for
-each request by the TLS middleware (`proxy/serve/tls.py`), so this module needs no aiohttp.
+each request by the data port (`proxy/serve/server.py`), so this module needs no server.
 """
 
 from __future__ import annotations

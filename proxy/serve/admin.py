@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from proxy.serve.http_server import Answer, AnyAnswer, HttpRequest
@@ -21,20 +22,17 @@ def json_answer(payload: dict[str, Any], status: int = 200) -> Answer:
     return Answer(status, json.dumps(payload).encode(), content_type="application/json; charset=utf-8")
 
 
-class AdminApp:
-    """GET /healthz, GET /readyz, GET /metrics, POST /quitquitquit."""
+Route = tuple[str, Callable[[HttpRequest], Awaitable[Answer]]]
 
-    def __init__(self, state: ProxyState) -> None:
-        self.state = state
-        self.cleanup_ctx: list[Callable[[AdminApp], AsyncIterator[None]]] = []
-        self.peer_certificates = False
-        #: path -> (method, handler)
-        self.routes: dict[str, tuple[str, Callable[[HttpRequest], Awaitable[Answer]]]] = {
-            "/healthz": ("GET", self.healthz),
-            "/readyz": ("GET", self.readyz),
-            "/metrics": ("GET", self.metrics),
-            "/quitquitquit": ("POST", self.quitquitquit),
-        }
+
+class RoutedApp:
+    """A few fixed routes: path -> (method, handler); a miss is a JSON 404 or 405."""
+
+    peer_certificates = False
+
+    def __init__(self, routes: dict[str, Route]) -> None:
+        self.routes = routes
+        self.cleanup_ctx: list[Callable[[Any], AsyncIterator[None]]] = []
 
     async def handle(self, request: HttpRequest) -> AnyAnswer:
         route = self.routes.get(request.path)
@@ -47,6 +45,19 @@ class AdminApp:
             answer.headers["Allow"] = method
             return answer
         return await handler(request)
+
+
+class AdminApp(RoutedApp):
+    """GET /healthz, GET /readyz, GET /metrics, POST /quitquitquit."""
+
+    def __init__(self, state: ProxyState) -> None:
+        super().__init__({
+            "/healthz": ("GET", self.healthz),
+            "/readyz": ("GET", self.readyz),
+            "/metrics": ("GET", self.metrics),
+            "/quitquitquit": ("POST", self.quitquitquit),
+        })
+        self.state = state
 
     async def healthz(self, _: HttpRequest) -> Answer:
         # Answering at all proves the event loop is turning; the lag says how freely.
@@ -62,8 +73,7 @@ class AdminApp:
         return json_answer({"ready": False, "reason": "credentials_unavailable", "detail": detail}, 503)
 
     async def metrics(self, request: HttpRequest) -> Answer:
-        encoder, content_type = choose_encoder(request.headers.get("Accept", "") or "")
-        return Answer(200, encoder(self.state.metrics.registry), content_type=content_type)
+        return metrics_answer(request, self.state.metrics.registry)
 
     async def quitquitquit(self, request: HttpRequest) -> Answer:
         # Only from this pod/host: the admin port listens on the pod IP for probes, and a
@@ -73,6 +83,12 @@ class AdminApp:
         # The caller (a Job's main container, done) is the only client: no drain delay.
         self.state.drain.request_stop("quitquitquit", skip_delay=True)
         return json_answer({"stopping": True})
+
+
+def metrics_answer(request: HttpRequest, registry: CollectorRegistry) -> Answer:
+    """The registry in the exposition format the scraper asks for (Accept)."""
+    encoder, content_type = choose_encoder(request.headers.get("Accept") or "")
+    return Answer(200, encoder(registry), content_type=content_type)
 
 
 def create_admin_app(state: ProxyState) -> AdminApp:

@@ -458,9 +458,9 @@ class HttpConnection(asyncio.Protocol):
         fields = self._fields
         if len(fields) >= MAX_HEADERS:
             raise _HeadRefused(TOO_MANY_HEADERS)
-        # latin-1: every byte maps to one character, as aiohttp decodes them; llhttp has
-        # already refused control characters.
-        fields.append((name.decode("latin-1"), value.decode("latin-1")))
+        # As aiohttp's server decoded them (UTF-8, other bytes kept as surrogates), so that
+        # the upstream client writes them out byte for byte; llhttp refused control characters.
+        fields.append((name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape")))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -673,7 +673,7 @@ class HttpConnection(asyncio.Protocol):
         version = b"HTTP/1.0" if request is not None and request.version == (1, 0) else b"HTTP/1.1"
         lines = [b"%b %d %b\r\n" % (version, status, _REASONS.get(status, b"Unknown"))]
         for name, value in headers.items():
-            lines.append(f"{name}: {value}\r\n".encode("latin-1"))
+            lines.append(f"{name}: {value}\r\n".encode("utf-8", "surrogateescape"))
         if self.close_after_answer:
             lines.append(b"Connection: close\r\n")
         elif request is not None and request.version == (1, 0):

@@ -1,10 +1,9 @@
 """The listeners as `serve` runs them, and the drain that ends them.
 
-The data and admin ports are the proxy's own HTTP/1.1 server (proxy/serve/http_server.py):
-head limits, the head timeout (slowloris), the idle timeout and the rest-json 400 for
-unparseable requests are its rules. An aiohttp application (the dev credential broker, the
-workers' supervisor's admin port) is served by proxy/serve/aiohttp_listener.py, imported
-only then: `serve` itself never loads aiohttp's web framework.
+Every port (data, admin, the workers' supervisor's admin, the dev credential broker) is the
+proxy's own HTTP/1.1 server (proxy/serve/http_server.py): head limits, the head timeout
+(slowloris), the idle timeout and the rest-json 400 for unparseable requests are its rules.
+`serve` and `dev` never load aiohttp's web framework.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ import errno
 import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol, overload, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import structlog
 
@@ -22,9 +21,6 @@ from proxy.errors import ConfigError
 from proxy.serve.drain import first_of
 from proxy.serve.http_server import AnyAnswer, HttpRequest, HttpServer, exit_contexts, run_contexts
 from proxy.serve.server import ProxyState, malformed_answer
-
-if TYPE_CHECKING:
-    from aiohttp import web
 
 log = structlog.get_logger("ivs_proxy")
 
@@ -102,32 +98,16 @@ def bind_listener(address: str, key: str = "listen", *, reuse_port: bool = False
     return sockets
 
 
-@overload
-async def start_listener(app: ServedApp, sockets: list[socket.socket], limits: LimitsConfig, *,
-                         on_refused: Refused | None = None,
-                         ssl_context: ssl.SSLContext | None = None) -> PortRunner: ...
-
-
-@overload
-async def start_listener(app: web.Application, sockets: list[socket.socket], limits: LimitsConfig, *,
-                         on_refused: Refused | None = None,
-                         ssl_context: ssl.SSLContext | None = None) -> web.AppRunner: ...
-
-
 async def start_listener(
-    app: ServedApp | web.Application,
+    app: ServedApp,
     sockets: list[socket.socket],
     limits: LimitsConfig,
     *,
     on_refused: Refused | None = None,
     ssl_context: ssl.SSLContext | None = None,
-) -> PortRunner | web.AppRunner:
+) -> PortRunner:
     """Start `app` (its startup and cleanup contexts included), then listen on `sockets`
     (from `bind_listener`), which it owns from here on, in success and failure alike."""
-    if not isinstance(app, ServedApp):
-        from proxy.serve.aiohttp_listener import start_aiohttp_listener
-
-        return await start_aiohttp_listener(app, sockets, limits, on_refused=on_refused, ssl_context=ssl_context)
     contexts: list[AsyncIterator[None]] = []
     try:
         await run_contexts(app.cleanup_ctx, app, contexts)
@@ -149,7 +129,7 @@ async def start_listener(
     return runner
 
 
-def bound_port(runner: PortRunner | web.AppRunner) -> int:
+def bound_port(runner: PortRunner) -> int:
     return int(runner.addresses[0][1])
 
 

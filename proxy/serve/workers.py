@@ -42,12 +42,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import structlog
-from aiohttp import web
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import mark_process_dead
 
 from proxy.config import ProxyConfig, check_exposure, parse_host_port
@@ -55,8 +52,12 @@ from proxy.defaults import SHUTDOWN_MARGIN_SECONDS
 from proxy.errors import ConfigError
 from proxy.observe.logs import ACCESS_LOG
 from proxy.observe.metrics import Metrics, SupervisorMetrics
-from proxy.serve.admin import is_loopback_address, loop_lag
+from proxy.serve.admin import RoutedApp, is_loopback_address, json_answer, loop_lag, metrics_answer
+from proxy.serve.http_server import Answer, HttpRequest
 from proxy.serve.listener import CUT_OFF_GRACE_SECONDS, bind_listener, start_listener
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = structlog.get_logger("ivs_proxy")
 
@@ -273,6 +274,8 @@ class Supervisor:
         loop.add_signal_handler(signal.SIGHUP, self._sighup)
         admin = await start_listener(self.admin_app(), bind_listener(self.config.admin_listen, "admin_listen"),
                                      self.config.limits)
+        import aiohttp  # the supervisor's probe client only: a worker never loads it
+
         self._probe = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WORKER_PROBE_TIMEOUT_SECONDS))
         log.info("supervising", workers=len(self.slots), listen=self.listen, admin_listen=self.config.admin_listen,
                  metrics_dir=str(self.run_dir))
@@ -412,46 +415,47 @@ class Supervisor:
 
     # -- the admin listener ------------------------------------------------------------------
 
-    def admin_app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_post("/quitquitquit", self._quitquitquit)
-        return app
+    def admin_app(self) -> RoutedApp:
+        return RoutedApp({
+            "/healthz": ("GET", self._healthz),
+            "/readyz": ("GET", self._readyz),
+            "/metrics": ("GET", self._metrics),
+            "/quitquitquit": ("POST", self._quitquitquit),
+        })
 
-    async def _healthz(self, _: web.Request) -> web.Response:
+    async def _healthz(self, _: HttpRequest) -> Answer:
         # The supervisor's own loop: a dead worker is restarted here, not by the platform.
-        return web.json_response({"status": "ok", "loop_lag_ms": round(await loop_lag() * 1000, 3),
-                                  "workers": sum(slot.running for slot in self.slots)})
+        return json_answer({"status": "ok", "loop_lag_ms": round(await loop_lag() * 1000, 3),
+                            "workers": sum(slot.running for slot in self.slots)})
 
-    async def _readyz(self, _: web.Request) -> web.Response:
+    async def _readyz(self, _: HttpRequest) -> Answer:
         if self.stopping.is_set():
-            return web.json_response({"ready": False, "reason": "draining"}, status=503)
+            return json_answer({"ready": False, "reason": "draining"}, 503)
         workers = await asyncio.gather(*(self._worker_readiness(slot) for slot in self.slots))
         if all(worker["ready"] for worker in workers):
-            return web.json_response({"ready": True, "workers": workers})
-        return web.json_response({"ready": False, "reason": "workers_not_ready", "workers": workers}, status=503)
+            return json_answer({"ready": True, "workers": workers})
+        return json_answer({"ready": False, "reason": "workers_not_ready", "workers": workers}, 503)
 
     async def _worker_readiness(self, slot: Slot) -> dict[str, Any]:
         if not slot.running or slot.admin_port is None or self._probe is None:
             return {"worker": slot.index, "ready": False, "reason": "starting"}
         assert slot.process is not None
         answer: dict[str, Any] = {"worker": slot.index, "pid": slot.process.pid}
+        from aiohttp import ClientError
+
         try:
             async with self._probe.get(f"http://127.0.0.1:{slot.admin_port}/readyz") as response:
                 body = await response.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError):
+        except (ClientError, TimeoutError, ValueError):
             return {**answer, "ready": False, "reason": "unresponsive"}
         # The worker's own answer: a fixed reason token and its credentials' state, no secrets.
         return {**answer, **{k: v for k, v in body.items() if k in ("ready", "reason", "detail")}}
 
-    async def _metrics(self, request: web.Request) -> web.Response:
-        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        return web.Response(body=encoder(self.metrics.registry), headers={"Content-Type": content_type})
+    async def _metrics(self, request: HttpRequest) -> Answer:
+        return metrics_answer(request, self.metrics.registry)
 
-    async def _quitquitquit(self, request: web.Request) -> web.Response:
-        if not is_loopback_address(request.remote):  # as a single process: only from this pod/host
-            return web.json_response({"stopping": False, "reason": "only accepted from loopback"}, status=403)
+    async def _quitquitquit(self, request: HttpRequest) -> Answer:
+        if not is_loopback_address(request.peer_address()):  # as a single process: only from this pod/host
+            return json_answer({"stopping": False, "reason": "only accepted from loopback"}, 403)
         self.request_stop("quitquitquit", signal.SIGINT)  # no drain delay, as a single process
-        return web.json_response({"stopping": True})
+        return json_answer({"stopping": True})
