@@ -162,25 +162,33 @@ class ChooseEndpoint:
     def __init__(self, chooser: RegionChooser, endpoints: EndpointTable) -> None:
         self._chooser = chooser
         self._endpoints = endpoints
+        self._fixed_paths: dict[Operation, str] = {}
 
     def __call__(self, exchange: Exchange) -> None:
         route, validated = exchange.route, exchange.validated
         assert route is not None and validated is not None
-        service = route.operation.service.name
+        operation = route.operation
+        service = operation.service.name
         arn_regions = [
             (ref.member_path, ref.arn.region)
             for ref in validated.resources
             if ref.arn.service in ROUTING_ARN_SERVICES and ref.arn.region
-        ]
+        ] if validated.resources else ()
         requested = []
         if exchange.path_region:
             requested.append(("the region path prefix", exchange.path_region))
         if exchange.scope_region:  # an SDK-native caller chose the region by signing for it
             requested.append(("the credential scope", exchange.scope_region))
         exchange.region = self._chooser.choose(service, arn_regions, requested)
-        exchange.endpoint = self._endpoints.lookup(service, exchange.region)
-        exchange.wire_path = exchange.endpoint.base_path + route.operation.render_path(route.uri_params)
-        exchange.wire_query = render_query(route.query_params)
+        endpoint = exchange.endpoint = self._endpoints.lookup(service, exchange.region)
+        if operation.uri_members:
+            path = operation.render_path(route.uri_params)
+        else:
+            # Most operations have a fixed path: rendered once, not per request.
+            path = self._fixed_paths.get(operation) or self._fixed_paths.setdefault(
+                operation, operation.render_path({}))
+        exchange.wire_path = endpoint.base_path + path
+        exchange.wire_query = render_query(route.query_params) if route.query_params else ""
 
 
 class Sign:
