@@ -358,18 +358,18 @@ class ConnectionPool:
         `Response.stream()`) fails with TimeoutError: the attempt's budget, kept on the
         connection's one timer instead of an asyncio.timeout() per request."""
         key, authority, target = split_url(url)
-        head = [f"{method} {target} HTTP/1.1\r\n"]
-        for name, value in headers.items():
-            if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
-                raise ValueError("a header name or value contains a line break")
-            head.append(f"{name}: {value}\r\n")
+        head = [f"{name}: {value}\r\n" for name, value in headers.items()]
+        # One scan of the header lines for a CR or LF besides their own line endings
+        # (cheaper than testing every name and value on its own).
+        text = "".join(head)
+        if text.count("\n") != len(head) or text.count("\r") != len(head):
+            raise ValueError("a header name or value contains a line break")
         if "host" not in headers and "Host" not in headers:
-            head.append(f"Host: {authority}\r\n")
+            text += f"Host: {authority}\r\n"
         if body or method not in _BODYLESS_METHODS:
-            head.append(f"Content-Length: {len(body)}\r\n")
-        head.append("\r\n")
+            text += f"Content-Length: {len(body)}\r\n"
         # As aiohttp writes them: what its server decoded with surrogateescape goes out as it came.
-        request = "".join(head).encode("utf-8", "surrogateescape") + body
+        request = f"{method} {target} HTTP/1.1\r\n{text}\r\n".encode("utf-8", "surrogateescape") + body
         connection = self._idle_connection(key)
         if connection is None:
             if deadline is None:
