@@ -131,7 +131,7 @@ class CheckHeaders:
         if stripped_region is not None:
             exchange.scope_region = stripped_region
         route = exchange.route
-        if route is not None:
+        if route is not None and route.query_params:
             query_params = self._policy.check_query(route.query_params)
             if query_params is not route.query_params:
                 exchange.route = RouteMatch(route.operation, route.uri_params, query_params)
@@ -314,7 +314,7 @@ class Pipeline:
 
 def parse_json_body(body: bytes) -> Mapping[str, Any]:
     """Parse strictly: UTF-8 only, no duplicate keys, no NaN, bounded depth."""
-    if not body or not body.strip():
+    if not body or (body[:1] != b"{" and not body.strip()):  # strip() copies the body
         return {}
     try:
         text = body.decode("utf-8")
