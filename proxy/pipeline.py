@@ -31,6 +31,7 @@ from proxy.aws.retries import Retrier
 from proxy.aws.signing import SigV4Signer
 from proxy.aws.upstream import Upstream, UpstreamResponse
 from proxy.errors import ProxyError, RequestInvalid
+from proxy.frozen import fast_frozen_init
 from proxy.gateway.identity import Caller
 from proxy.gateway.sigv4_callers import PendingSignature
 from proxy.model.catalog import Catalog, Operation, RouteMatch, render_query
@@ -47,6 +48,7 @@ from proxy.model.validate import (
 ROUTING_ARN_SERVICES = frozenset({"ivs", "ivschat"})
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class IncomingRequest:
     method: str
@@ -378,4 +380,4 @@ def _bounded_int(text: str) -> int:
 _STRICT_JSON = json.JSONDecoder(
     object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant, parse_int=_bounded_int
 )
-_SCAN = _STRICT_JSON.scan_once
+_SCAN = _STRICT_JSON.scan_once  # type: ignore[attr-defined]  # set in __init__, not in the stubs

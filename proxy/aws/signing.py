@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from urllib.parse import quote
 
+from proxy.frozen import fast_frozen_init
+
 __all__ = ["FrozenCredentials", "SigV4Signer", "SignedHeaders"]
 
 _ALGORITHM = "AWS4-HMAC-SHA256"
@@ -40,6 +42,7 @@ class FrozenCredentials:
         return f"FrozenCredentials(access_key={self.access_key!r}, secret_key=***, token=***)"
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class SignedHeaders:
     authorization: str

@@ -41,11 +41,13 @@ from dataclasses import dataclass
 import botocore.model
 
 from proxy.errors import RequestInvalid
+from proxy.frozen import fast_frozen_init
 from proxy.model.arns import Arn, ArnRule, is_arn_shape
 from proxy.model.input_errors import bound_error, enum_error, quote, type_error, unknown_member
 from proxy.model.patterns import always_found, compile_ecma_pattern
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class ResourceRef:
     """An ARN named by the request, and where (e.g. "arns[2]", "resourceArn")."""
