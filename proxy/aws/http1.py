@@ -262,7 +262,7 @@ class _Connection(asyncio.Protocol):
                 waiter.set_exception(error)
 
     def _check_silence(self) -> None:
-        # One timer per answer, moved on only when it fires: cheaper than re-arming it on
+        # One timer per connection, moved on only when it fires: cheaper than re-arming it on
         # every read. Silence counts from the last bytes or from when a reader began to wait
         # (a paused stream is our silence, not the server's).
         self._timer = None
