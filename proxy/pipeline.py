@@ -31,6 +31,7 @@ from proxy.aws.retries import Retrier
 from proxy.aws.signing import SigV4Signer
 from proxy.aws.upstream import Upstream, UpstreamResponse
 from proxy.errors import ProxyError, RequestInvalid
+from proxy.frozen import fast_frozen_init
 from proxy.gateway.identity import Caller
 from proxy.gateway.sigv4_callers import PendingSignature
 from proxy.model.catalog import Catalog, Operation, RouteMatch, render_query
@@ -47,6 +48,7 @@ from proxy.model.validate import (
 ROUTING_ARN_SERVICES = frozenset({"ivs", "ivschat"})
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class IncomingRequest:
     method: str
@@ -131,7 +133,7 @@ class CheckHeaders:
         if stripped_region is not None:
             exchange.scope_region = stripped_region
         route = exchange.route
-        if route is not None:
+        if route is not None and route.query_params:
             query_params = self._policy.check_query(route.query_params)
             if query_params is not route.query_params:
                 exchange.route = RouteMatch(route.operation, route.uri_params, query_params)
@@ -169,25 +171,33 @@ class ChooseEndpoint:
     def __init__(self, chooser: RegionChooser, endpoints: EndpointTable) -> None:
         self._chooser = chooser
         self._endpoints = endpoints
+        self._fixed_paths: dict[Operation, str] = {}
 
     def __call__(self, exchange: Exchange) -> None:
         route, validated = exchange.route, exchange.validated
         assert route is not None and validated is not None
-        service = route.operation.service.name
+        operation = route.operation
+        service = operation.service.name
         arn_regions = [
             (ref.member_path, ref.arn.region)
             for ref in validated.resources
             if ref.arn.service in ROUTING_ARN_SERVICES and ref.arn.region
-        ]
+        ] if validated.resources else ()
         requested = []
         if exchange.path_region:
             requested.append(("the region path prefix", exchange.path_region))
         if exchange.scope_region:  # an SDK-native caller chose the region by signing for it
             requested.append(("the credential scope", exchange.scope_region))
         exchange.region = self._chooser.choose(service, arn_regions, requested)
-        exchange.endpoint = self._endpoints.lookup(service, exchange.region)
-        exchange.wire_path = exchange.endpoint.base_path + route.operation.render_path(route.uri_params)
-        exchange.wire_query = render_query(route.query_params)
+        endpoint = exchange.endpoint = self._endpoints.lookup(service, exchange.region)
+        if operation.uri_members:
+            path = operation.render_path(route.uri_params)
+        else:
+            # Most operations have a fixed path: rendered once, not per request.
+            path = self._fixed_paths.get(operation) or self._fixed_paths.setdefault(
+                operation, operation.render_path({}))
+        exchange.wire_path = endpoint.base_path + path
+        exchange.wire_query = render_query(route.query_params) if route.query_params else ""
 
 
 class Sign:
@@ -313,7 +323,7 @@ class Pipeline:
 
 def parse_json_body(body: bytes) -> Mapping[str, Any]:
     """Parse strictly: UTF-8 only, no duplicate keys, no NaN, bounded depth."""
-    if not body or not body.strip():
+    if not body or (body[:1] != b"{" and not body.strip()):  # strip() copies the body
         return {}
     try:
         text = body.decode("utf-8")
@@ -323,7 +333,7 @@ def parse_json_body(body: bytes) -> Mapping[str, Any]:
         # Some Windows editors add one; JSON text must not start with it (RFC 8259 8.1).
         raise RequestInvalid("the body starts with a UTF-8 byte order mark (EF BB BF); send the JSON without it")
     try:
-        document = _STRICT_JSON.decode(text)
+        document = _decode(text)
     except json.JSONDecodeError as exc:
         raise RequestInvalid(f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
@@ -331,6 +341,17 @@ def parse_json_body(body: bytes) -> Mapping[str, Any]:
     if not isinstance(document, dict):
         raise RequestInvalid("the body must be a JSON object")
     return document
+
+
+def _decode(text: str) -> Any:
+    # An object with nothing around it (what SDKs send) goes straight to the scanner:
+    # JSONDecoder.decode() would only add two whitespace regexes and two frames. Anything
+    # else, or trailing text, takes decode() itself, so every error reads as decode()'s.
+    if text[:1] == "{":
+        document, end = _SCAN(text, 0)
+        if end == len(text):
+            return document
+    return _STRICT_JSON.decode(text)
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -366,3 +387,4 @@ def _bounded_int(text: str) -> int:
 _STRICT_JSON = json.JSONDecoder(
     object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant, parse_int=_bounded_int
 )
+_SCAN = _STRICT_JSON.scan_once  # type: ignore[attr-defined]  # set in __init__, not in the stubs

@@ -60,8 +60,7 @@ class _Connection(asyncio.Protocol):
         self.counted = False  # in the pool's count of open connections (once connected)
         self.idle_since = 0.0
         self._active = False  # a request was sent and its answer is not complete
-        self._header_names: list[str] = []
-        self._header_values: list[str] = []
+        self._fields: dict[str, str] = {}  # the answer's header fields as they arrive
         self._head: asyncio.Future[None] | None = None
         self.status = 0
         self.headers: dict[str, str] = {}
@@ -136,8 +135,8 @@ class _Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._extra:
             return
-        self._header_names.append(name.decode("latin-1"))
-        self._header_values.append(value.decode("latin-1"))
+        # The first of repeated fields counts, as in aiohttp.
+        self._fields.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
 
     def on_headers_complete(self) -> None:
         if self._extra:
@@ -145,12 +144,10 @@ class _Connection(asyncio.Protocol):
         status = self._parser.get_status_code()
         if 100 <= status < 200:
             self._informational = True  # 100 Continue and kin: the real answer follows
-            self._header_names.clear()
-            self._header_values.clear()
+            self._fields = {}
             return
-        headers: dict[str, str] = {}
-        for name, value in zip(self._header_names, self._header_values, strict=True):
-            headers.setdefault(name.lower(), value)  # the first of repeated fields, as aiohttp
+        headers = self._fields
+        self._fields = {}
         self.status = status
         self.headers = headers
         self._eof_framed = ("content-length" not in headers and "transfer-encoding" not in headers
@@ -186,8 +183,7 @@ class _Connection(asyncio.Protocol):
         self._active = True
         self.complete = False
         self._error = None
-        self._header_names.clear()
-        self._header_values.clear()
+        self._fields.clear()  # never handed out: on_headers_complete gives away a new one
         self._chunks = []
         self._buffered = 0
         self._head = self._loop.create_future()
@@ -195,7 +191,16 @@ class _Connection(asyncio.Protocol):
         self._read_timeout = read_timeout
         self.deadline = deadline
         due = self._last_data + read_timeout
-        self._timer = self._loop.call_at(due if deadline is None or due < deadline else deadline, self._check_silence)
+        if deadline is not None and deadline < due:
+            due = deadline
+        # A timer left from an earlier answer that fires no later than this one needs is
+        # kept: firing early only moves it on (`_check_silence`), and arming and cancelling
+        # one per request is most of what timing an answer costs.
+        timer = self._timer
+        if timer is None or timer.when() > due:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self._loop.call_at(due, self._check_silence)
         self.transport.write(request)
         return self._head
 
@@ -238,7 +243,8 @@ class _Connection(asyncio.Protocol):
         self.complete = True
         self.keep_alive = keep_alive
         self._active = False
-        self._cancel_timer()
+        # The timer stays for the next request on this connection (see `send`); idle, it
+        # fires once and lapses. Closing the connection cancels it.
         self._wake()
 
     def _wake(self) -> None:
@@ -256,7 +262,7 @@ class _Connection(asyncio.Protocol):
                 waiter.set_exception(error)
 
     def _check_silence(self) -> None:
-        # One timer per answer, moved on only when it fires: cheaper than re-arming it on
+        # One timer per connection, moved on only when it fires: cheaper than re-arming it on
         # every read. Silence counts from the last bytes or from when a reader began to wait
         # (a paused stream is our silence, not the server's).
         self._timer = None

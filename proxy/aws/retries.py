@@ -157,7 +157,7 @@ def retry_after(headers: Mapping[str, str], now: float) -> float | None:
 
 def caller_seconds_left(amz_sdk_request: str | None, now: float) -> float | None:
     """Seconds until the caller's own deadline (`amz-sdk-request: ttl=YYYYMMDDTHHMMSSZ`)."""
-    if not amz_sdk_request:
+    if not amz_sdk_request or "ttl=" not in amz_sdk_request:  # SDKs send a ttl rarely
         return None
     match = _TTL.search(amz_sdk_request)
     if match is None:
@@ -236,7 +236,9 @@ class Retrier:
         self._sleep = sleep
         self._monotonic = monotonic
         self._wall = wall
-        self._tokens: dict[Operation, str | None] = {}
+        # Operation -> True (idempotent by name) or its idempotency token member (or None):
+        # both depend only on the operation, and the verb takes a regex to find.
+        self._tokens: dict[Operation, str | bool | None] = {}
 
     @classmethod
     def from_config(cls, retries: RetriesConfig, upstream: UpstreamConfig) -> Retrier:
@@ -245,12 +247,14 @@ class Retrier:
     def repeatable(self, operation: Operation, document: Any) -> bool:
         """Harmless to repeat even if AWS did the first one: idempotent by name, or carrying
         the idempotency token its model defines (AWS then ignores the repeat)."""
-        if is_idempotent(operation.name):
+        tokens = self._tokens
+        if operation in tokens:
+            token = tokens[operation]
+        else:
+            token = tokens[operation] = True if is_idempotent(operation.name) else idempotency_token_member(operation)
+        if token is True:
             return True
-        if operation not in self._tokens:
-            self._tokens[operation] = idempotency_token_member(operation)
-        token = self._tokens[operation]
-        return token is not None and isinstance(document, Mapping) and bool(document.get(token))
+        return isinstance(token, str) and isinstance(document, Mapping) and bool(document.get(token))
 
     def deadline(self, amz_sdk_request: str | None) -> float:
         """The monotonic time by which the last attempt must have ended."""

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from urllib.parse import quote
 
+from proxy.frozen import fast_frozen_init
+
 __all__ = ["FrozenCredentials", "SigV4Signer", "SignedHeaders"]
 
 _ALGORITHM = "AWS4-HMAC-SHA256"
@@ -40,6 +42,7 @@ class FrozenCredentials:
         return f"FrozenCredentials(access_key={self.access_key!r}, secret_key=***, token=***)"
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class SignedHeaders:
     authorization: str
@@ -56,7 +59,7 @@ class SignedHeaders:
 class SigV4Signer:
     """Signs requests; holds only a bounded cache of derived signing keys."""
 
-    __slots__ = ("_key_cache", "_key_cache_size", "_last_date")
+    __slots__ = ("_key_cache", "_key_cache_size", "_last_date", "_layouts")
 
     def __init__(self, key_cache_size: int = 64) -> None:
         if key_cache_size < 1:
@@ -64,6 +67,7 @@ class SigV4Signer:
         self._key_cache_size = key_cache_size
         self._key_cache: dict[tuple[str, str, str, str], _HmacSha256] = {}
         self._last_date: tuple[int, str] = (-1, "")
+        self._layouts: dict[tuple[tuple[tuple[str, str], ...], str, str | None], tuple[str, str, str]] = {}
 
     @property
     def cached_key_count(self) -> int:
@@ -91,23 +95,21 @@ class SigV4Signer:
         amz_date = self._amz_date(now)
         datestamp = amz_date[:8]
         token = credentials.token or None  # botocore treats an empty token as none
-        canonical: dict[str, str] = {}
-        for name, value in headers.items():
-            # A multidict may repeat a name; SigV4 (and botocore) join the values in order.
-            name = name.lower()
-            value = _trim(value)
-            canonical[name] = f"{canonical[name]},{value}" if name in canonical else value
-        canonical["host"] = _trim(host)
-        canonical["x-amz-date"] = amz_date
-        if token:
-            canonical["x-amz-security-token"] = _trim(token)
-        names = sorted(canonical)
-        signed_headers = ";".join(names)
+        # The canonical headers depend on the date only through x-amz-date: the rest (and
+        # the sorting) is worked out once per distinct set of headers, host and token.
+        layout_key = (tuple(headers.items()), host, token)
+        layout = self._layouts.get(layout_key)
+        if layout is None:
+            layout = _header_layout(headers, host, token)
+            if len(self._layouts) >= _LAYOUT_CACHE_SIZE:
+                self._layouts.clear()
+            self._layouts[layout_key] = layout
+        before_date, after_date, signed_headers = layout
         canonical_request = "\n".join((
             method.upper(),
             _canonical_path(path),
             _canonical_query(query),
-            "".join(f"{name}:{canonical[name]}\n" for name in names),
+            before_date + amz_date + after_date,
             signed_headers,
             hashlib.sha256(body).hexdigest(),
         ))
@@ -151,6 +153,29 @@ class SigV4Signer:
                 self._key_cache.clear()
             self._key_cache[cache_key] = key
         return key
+
+
+#: Distinct header layouts remembered; a proxy signs a handful (with and without a body,
+#: one per host and token), so clearing beats LRU bookkeeping here too.
+_LAYOUT_CACHE_SIZE = 64
+
+
+def _header_layout(headers: Mapping[str, str], host: str, token: str | None) -> tuple[str, str, str]:
+    """(canonical headers up to x-amz-date's value, those after it, SignedHeaders)."""
+    canonical: dict[str, str] = {}
+    for name, value in headers.items():
+        # A multidict may repeat a name; SigV4 (and botocore) join the values in order.
+        name = name.lower()
+        value = _trim(value)
+        canonical[name] = f"{canonical[name]},{value}" if name in canonical else value
+    canonical["host"] = _trim(host)
+    canonical["x-amz-date"] = ""
+    if token:
+        canonical["x-amz-security-token"] = _trim(token)
+    names = sorted(canonical)
+    lines = [f"{name}:{canonical[name]}\n" for name in names]
+    at = names.index("x-amz-date")
+    return "".join(lines[:at]) + "x-amz-date:", "\n" + "".join(lines[at + 1:]), ";".join(names)
 
 
 def _derive_key(secret: str, datestamp: str, region: str, service: str) -> bytes:

@@ -33,6 +33,7 @@ from proxy.aws.http1 import (
 )
 from proxy.config import UpstreamConfig
 from proxy.errors import UpstreamNotAws, UpstreamTimeout, UpstreamUnreachable
+from proxy.frozen import fast_frozen_init
 
 #: Answers up to this size (by Content-Length) are read whole; larger ones are streamed.
 STREAM_THRESHOLD = 64 * 1024
@@ -68,6 +69,7 @@ _RETURNED_LOWER = tuple((name, name.lower()) for name in RETURNED_HEADERS)
 IDLE_TIMEOUT_SECONDS = 15.0
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class UpstreamResponse:
     status: int

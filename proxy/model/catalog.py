@@ -18,6 +18,7 @@ import botocore.model
 from botocore.utils import percent_encode
 
 from proxy.errors import MethodNotAllowed, RequestInvalid, UnknownOperation
+from proxy.frozen import fast_frozen_init
 from proxy.model.botocore_data import create_loader
 
 #: The models this proxy serves, and where each is mounted. `ivs` is also served at `/`
@@ -64,6 +65,7 @@ class Operation:
         return "/" + "/".join(parts)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class RouteMatch:
     operation: Operation

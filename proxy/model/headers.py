@@ -67,6 +67,8 @@ SIGV4_QUERY_PARAMETERS = frozenset({
 ALLOWED_ENCODINGS = frozenset({"gzip", "deflate", "identity"})
 _IVS_CODINGS = ("gzip", "deflate")  # the content codings IVS can answer in
 JSON = "application/json"
+#: Accept values the media-range parse would accept, taken without parsing.
+_PLAIN_ACCEPT = frozenset({JSON, "*/*", "application/*"})
 
 
 @dataclass(frozen=True)
@@ -76,32 +78,63 @@ class HeaderOptions:
     strict_accept_encoding: bool = False
 
 
+#: What `HeaderPolicy.check` does with a header, by its lower-cased name.
+_FORWARD, _DROP, _SIGNING, _ENCODING, _OTHER = range(5)
+#: Distinct raw header names remembered with their kind; callers choose the names, so the
+#: memo stops growing here (later names are classified afresh each time).
+_KIND_CACHE_SIZE = 512
+
+
+def _kind(name: str) -> int:
+    if name in FORWARDED:
+        return _FORWARD
+    if name in ALWAYS_DROPPED or name.startswith("x-forwarded-"):
+        return _DROP
+    if name in SIGV4_HEADERS or name.startswith("x-amz-"):
+        return _SIGNING
+    if name == "content-encoding":
+        return _ENCODING
+    return _OTHER
+
+
 class HeaderPolicy:
     """Checks a request's headers and returns the ones to forward (lower-cased names)."""
 
     def __init__(self, options: HeaderOptions) -> None:
         self._options = options
+        # Raw name -> (lower-cased name, kind): the same few spellings arrive on every
+        # request, and classifying one costs a lower() and up to six set lookups.
+        self._kinds: dict[str, tuple[str, int]] = {}
+
+    def _classify(self, raw_name: str) -> tuple[str, int]:
+        name = raw_name.lower()
+        entry = (name, _kind(name))
+        if len(self._kinds) < _KIND_CACHE_SIZE:
+            self._kinds[raw_name] = entry
+        return entry
 
     def check(self, headers: Iterable[tuple[str, str]], has_body: bool) -> dict[str, str]:
         forwarded: dict[str, str] = {}
+        kinds = self._kinds
         for raw_name, value in headers:
-            name = raw_name.lower()
-            if name in FORWARDED:
+            name, kind = kinds.get(raw_name) or self._classify(raw_name)
+            if kind == _FORWARD:
                 if name in forwarded:
                     raise HeaderRejected(f"{raw_name} appears more than once")
                 forwarded[name] = value
-            elif name in ALWAYS_DROPPED or name.startswith("x-forwarded-"):
+            elif kind == _DROP:
                 continue
-            elif name in SIGV4_HEADERS or name.startswith("x-amz-"):
+            elif kind == _SIGNING:
                 self._caller_signing_material(raw_name, name, value)
-            elif name == "content-encoding":
+            elif kind == _ENCODING:
                 _check_content_encoding(value)
             elif self._options.reject_unknown_headers:
                 raise HeaderRejected(
                     f"header {raw_name} is not accepted (reject_unknown_headers is on); "
                     f"allowed: {', '.join(sorted(FORWARDED))}"
                 )
-        _check_accept(forwarded.get("accept"))
+        if "accept" in forwarded:
+            _check_accept(forwarded["accept"])
         if self._options.strict_accept_encoding:
             _check_accept_encoding(forwarded.get("accept-encoding"))
         elif "accept-encoding" in forwarded:
@@ -110,8 +143,9 @@ class HeaderPolicy:
                 del forwarded["accept-encoding"]
             else:
                 forwarded["accept-encoding"] = negotiated
-        _check_content_type(forwarded.get("content-type"), has_body)
-        if not has_body:
+        if has_body:
+            _check_content_type(forwarded.get("content-type"), has_body)
+        else:
             forwarded.pop("content-type", None)
         return forwarded
 
@@ -182,7 +216,7 @@ def _media_ranges(value: str) -> list[tuple[str, float]]:
 
 
 def _check_accept(value: str | None) -> None:
-    if value is None:
+    if value is None or value in _PLAIN_ACCEPT:
         return
     acceptable = {JSON, "application/*", "*/*"}
     if any(media in acceptable and q > 0 for media, q in _media_ranges(value)):
@@ -235,6 +269,8 @@ def _check_content_type(value: str | None, has_body: bool) -> None:
         return
     if value is None:
         raise UnsupportedMediaType(f"a request with a body needs Content-Type: {JSON}")
+    if value == JSON:  # what every SDK sends: the parse below would accept it
+        return
     media, *params = (p.strip().lower() for p in value.split(";"))
     if media != JSON or any(p.replace(" ", "") not in ("charset=utf-8", "") for p in params):
         raise UnsupportedMediaType(

@@ -37,15 +37,18 @@ import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import botocore.model
 
 from proxy.errors import RequestInvalid
+from proxy.frozen import fast_frozen_init
 from proxy.model.arns import Arn, ArnRule, is_arn_shape
 from proxy.model.input_errors import bound_error, enum_error, quote, type_error, unknown_member
 from proxy.model.patterns import always_found, compile_ecma_pattern
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class ResourceRef:
     """An ARN named by the request, and where (e.g. "arns[2]", "resourceArn")."""
@@ -81,6 +84,9 @@ class _Limits:
 
 # Per ARN-typed member of an operation (104 in the three models): at most ~100 KB each.
 _ARN_CACHE_SIZE = 128
+# Per patterned string member: values up to 128 characters, 128 of them (~30 KB at most).
+_PASSED_CACHE_SIZE = 128
+_PASSED_MAX_CHARS = 128
 
 
 def _accept(value: object, path: str, refs: list[ResourceRef]) -> None:
@@ -243,8 +249,14 @@ class ShapeCompiler:
         # string has it, e.g. `[a-zA-Z0-9-_]*` (nothing to check).
         search = compile_ecma_pattern(pattern) if pattern else None
         search = None if search is always_found else search
+        # Short values that passed the pattern: enum values, tag keys and values, names
+        # recur request after request, and every check here depends on the value alone.
+        # Bounded like the ARN cache; sensitive values are never kept.
+        passed: dict[str, None] | None = {} if search is not None and not sensitive else None
 
         def check(v: object, p: str, r: list[ResourceRef]) -> None:
+            if passed is not None and v.__class__ is str and v in passed:
+                return
             if not isinstance(v, str):
                 raise type_error(p, "a string", v, sensitive)
             if enum is not None and v not in enum:
@@ -257,6 +269,10 @@ class ShapeCompiler:
             if tag_key and v[:4].lower() == "aws:":
                 raise RequestInvalid(f"`{p}`: tag keys starting with 'aws:' (in any case) are "
                                      f"reserved by AWS; got {quote(v, sensitive)}")
+            if passed is not None and len(v) <= _PASSED_MAX_CHARS:
+                if len(passed) >= _PASSED_CACHE_SIZE:
+                    _evict_oldest(passed)
+                passed[v] = None
         return check
 
     def arn(self, shape: botocore.model.Shape, sensitive: bool) -> Check:
@@ -294,7 +310,7 @@ class ShapeCompiler:
         return check
 
 
-def _evict_oldest(cache: dict[str, Arn]) -> None:
+def _evict_oldest(cache: dict[str, Any]) -> None:
     try:
         del cache[next(iter(cache))]  # dicts keep insertion order: the first is the oldest
     except (KeyError, RuntimeError, StopIteration):  # another thread changed it meanwhile

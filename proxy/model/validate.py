@@ -16,6 +16,7 @@ from typing import TypeVar
 import botocore.model
 
 from proxy.errors import RequestInvalid
+from proxy.frozen import fast_frozen_init
 from proxy.model.input_errors import quote, short
 from proxy.model.shape_checks import Check, ResourceRef, ShapeCompiler
 
@@ -31,6 +32,7 @@ class ValidationOptions:
     allow_unknown_enum_values: bool = False  # same, for enum values
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class ValidatedInput:
     """What a valid request told us; today, the resources it names."""

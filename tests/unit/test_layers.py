@@ -19,7 +19,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2] / "proxy"
 #: Lowest first. A module may import modules of its own layer or of any layer below it.
 #: A name ending in "." is a package prefix (all its modules); otherwise one module.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("proxy", "proxy.errors", "proxy.startup"),  # the version, the error shape, import hygiene
+    ("proxy", "proxy.errors", "proxy.startup", "proxy.frozen"),  # the version, the error shape, import hygiene, frozen value constructors
     ("proxy.policy",),  # the IAM-style policy language: config parses it, the gateway applies it
     ("proxy.config",),
     ("proxy.defaults", "proxy.observe."),

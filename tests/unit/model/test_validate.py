@@ -768,3 +768,17 @@ def test_arns_naming_no_real_resource_are_refused_with_the_rule(resource_id: str
                     refused("ivs", "ListTagsForResource", {}, uri_params={"resourceArn": bad})):
         assert "names no real resource" in message and rule_named in message
     assert "\u200b" not in refused("ivs", "GetChannel", {"arn": CHANNEL + "\u200b"})  # escaped, visible
+
+
+def test_the_memo_of_passed_strings_never_changes_an_answer() -> None:
+    # A patterned string member (ivs TagKey) remembers values that passed; a refusal is
+    # never remembered, and the length bound still holds for what is remembered.
+    for round_ in range(3):
+        ok("ivs", "CreateChannel", {"tags": {"team": "video", f"k{round_ % 2}": "x"}})
+        assert "must match the pattern" in refused("ivs", "CreateChannel", {"tags": {"!!!": "x"}}), round_
+        assert "reserved by AWS" in refused("ivs", "CreateChannel", {"tags": {"aws:x": "v"}}), round_
+    for i in range(300):  # more distinct values than the memo keeps: still all accepted
+        ok("ivs", "CreateChannel", {"tags": {f"k{i}": f"v{i}"}})
+    for _ in range(2):
+        ok("ivs", "CreateChannel", {"tags": {"a" * 128: "x"}})
+        assert "characters long" in refused("ivs", "CreateChannel", {"tags": {"a" * 129: "x"}})
