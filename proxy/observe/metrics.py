@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable
+from math import isnan
 from typing import Any
 
 import botocore
@@ -128,7 +129,7 @@ class LoopHistogram(Histogram):
     def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
         total = self._plain_sum
         # NaN is in no bucket of the scan but in bucket 0 of a bisection: left to the scan.
-        if total is not None and not exemplar and amount == amount:
+        if total is not None and not exemplar and not isnan(amount):
             total._value += amount
             self._buckets[bisect_left(self._upper_bounds, amount)]._value += 1
         else:

@@ -11,7 +11,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from proxy.observe.metrics import REQUEST_BUCKETS, SIGNING_BUCKETS, LoopCounter, LoopGauge, LoopHistogram
+from proxy.observe.metrics import (
+    REQUEST_BUCKETS,
+    SIGNING_BUCKETS,
+    LoopCounter,
+    LoopGauge,
+    LoopHistogram,
+)
 
 EDGES = [0.0, -1.0, 1e-9, math.inf, math.nan, *REQUEST_BUCKETS, *SIGNING_BUCKETS,
          *(math.nextafter(b, math.inf) for b in REQUEST_BUCKETS), *(math.nextafter(b, 0) for b in SIGNING_BUCKETS)]
@@ -46,7 +52,7 @@ def both(amounts: list[float]) -> tuple[str, str]:
 def test_the_edges_and_every_bucket_bound_scrape_the_same() -> None:
     ours, theirs = both(EDGES)
     assert ours == theirs
-    assert re.search(r'^h_bucket\{l="a",le="0\.001"\} [1-9]', ours, re.M)  # the bounds were hit, not skipped
+    assert re.search(r'^h_bucket\{l="a",le="0\.001"\} [1-9]', ours, re.MULTILINE)  # the bounds were hit, not skipped
 
 
 @given(st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=50))
