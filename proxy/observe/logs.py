@@ -187,7 +187,33 @@ def _line_encoder() -> Callable[[dict[str, Any]], str]:
     return lambda line: "".join(encoder(line, 0))
 
 
-_encode_line = _line_encoder()
+def _orjson_encoder(standard: Callable[[dict[str, Any]], str]) -> Callable[[dict[str, Any]], str]:
+    """orjson's dumps when it is installed (ten times faster than the standard encoder, about
+    a third of an access line's cost). What it would write differently is left to the
+    standard encoder: non-ASCII text (orjson writes UTF-8; the standard encoder's \\u escapes
+    keep a line ASCII whatever the stream's encoding) and what orjson refuses (an int past
+    64 bits, a key that is no str). Its other differences: text, not value (no spaces
+    between members, `1e-5` for `1e-05`), and a NaN or infinite float becomes null where
+    the standard encoder writes `NaN`, which is no JSON (no field the proxy logs is one).
+    Optional, like uvloop: used when installed."""
+    try:
+        import orjson
+    except ImportError:
+        return standard
+    dumps = orjson.dumps
+
+    def encode(line: dict[str, Any]) -> str:
+        try:
+            text: str = dumps(line).decode()
+        except TypeError:  # orjson.JSONEncodeError
+            return standard(line)
+        return text if text.isascii() else standard(line)
+
+    return encode
+
+
+_standard_encode_line = _line_encoder()
+_encode_line = _orjson_encoder(_standard_encode_line)
 _quote: Callable[[str], str] = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 
 #: The longest an access line waits before it is written (docs/operating.md says so).

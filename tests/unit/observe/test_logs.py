@@ -7,10 +7,12 @@ import json
 import logging
 import re
 
+import pytest
 import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 
+from proxy.observe import logs
 from proxy.observe.logs import ACCESS_LOG, configure_logging
 
 FIELDS = {"method": "POST", "caller": None, "service": "ivs", "operation": "PutMetadata", "status": 204,
@@ -102,3 +104,11 @@ def test_any_fields_make_one_ascii_json_line_with_exactly_them(request_id: str, 
     assert written.pop("timestamp")
     assert written == {"event": "request", "request_id": request_id, "level": "info", **fields}
 
+
+@given(fields=HOSTILE_FIELDS)
+def test_orjson_when_installed_writes_the_same_values_as_the_standard_encoder(fields: dict[str, object]) -> None:
+    encode = logs._orjson_encoder(logs._standard_encode_line)
+    if encode is logs._standard_encode_line:
+        pytest.skip("orjson is not installed")
+    text = encode(fields)
+    assert text.isascii() and json.loads(text) == json.loads(logs._standard_encode_line(fields))
