@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import json
 import json.encoder
 import logging
@@ -223,6 +224,15 @@ FLUSH_DELAY_SECONDS = 0.05
 MAX_PENDING_LINES = 256
 
 ACCESS_LOG = AccessLog()
-atexit.register(ACCESS_LOG.flush)
+
+
+def _flush_at_exit() -> None:
+    # A stream closed before the process ends (a test's capture of stderr) takes no more
+    # lines: nowhere left to write them, and no reason to print a traceback on the way out.
+    with contextlib.suppress(ValueError):
+        ACCESS_LOG.flush()
+
+
+atexit.register(_flush_at_exit)
 if hasattr(os, "register_at_fork"):  # a child must not write its parent's waiting lines again
     os.register_at_fork(before=ACCESS_LOG.flush)
