@@ -4,6 +4,7 @@ flight, the drain-timeout cut-off, and the admin endpoint that stops a sidecar."
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -121,3 +122,27 @@ async def test_quitquitquit_starts_a_drain_without_the_delay_and_only_from_loopb
     response = await admin.post("/quitquitquit")
     assert (response.status, await response.json()) == (200, {"stopping": True})
     assert proxy.state.drain.stop_requested.is_set() and proxy.state.drain.skip_delay
+
+
+async def test_no_access_line_is_lost_at_a_sigterm_stop(slow_upstream, started) -> None:  # type: ignore[no-untyped-def]
+    """Access lines wait a moment before they are written: the last ones, of requests that
+    finished just before the process exited, are written too, each once."""
+    upstream, _ = slow_upstream
+    process = started
+    ids = [f"drain-{i}" for i in range(5)]
+    async with aiohttp.ClientSession() as session:
+        calls = [asyncio.ensure_future(session.post(f"{process.url}/ListChannels", data=b"{}",
+                                                    headers={**JSON_HEADERS, "X-Request-Id": i})) for i in ids]
+        async with asyncio.timeout(10):
+            while upstream.paths().count("/ListChannels") < len(ids):
+                await asyncio.sleep(0.01)
+        assert process.process is not None
+        process.process.send_signal(signal.SIGTERM)
+        responses = await asyncio.gather(*calls)
+        assert [r.status for r in responses] == [200] * len(ids)
+        for response in responses:
+            response.release()
+    assert await exit_code(process, DELAY + TIMEOUT + 1) == 0
+    access = [json.loads(line) for line in process.output().splitlines()
+              if line.startswith("{") and json.loads(line)["event"] == "request"]
+    assert sorted(line["request_id"] for line in access) == ids

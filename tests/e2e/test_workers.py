@@ -61,7 +61,7 @@ async def upstream(aiohttp_server) -> tuple[RecordingUpstream, TestServer]:  # t
 
 async def access_lines(process: ProxyProcess, expected: int) -> list[dict[str, Any]]:
     """The access lines written so far, once `expected` are there (or after 10 s): a worker
-    writes its lines at the end of the loop turn that answered, just after the answer."""
+    writes its lines in batches, at most 50 ms after the answer."""
     for _ in range(200):
         access = [line for line in lines(process.output()) if line["event"] == "request"]
         if len(access) >= expected:

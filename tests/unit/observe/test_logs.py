@@ -7,8 +7,12 @@ import json
 import logging
 import re
 
+import pytest
 import structlog
+from hypothesis import given
+from hypothesis import strategies as st
 
+from proxy.observe import logs
 from proxy.observe.logs import ACCESS_LOG, configure_logging
 
 FIELDS = {"method": "POST", "caller": None, "service": "ivs", "operation": "PutMetadata", "status": 204,
@@ -78,3 +82,33 @@ def test_standard_library_loggers_write_one_json_object_per_line_tracebacks_incl
     assert records[0]["level"] == "error" and "ConnectionResetError: Connection lost" in records[0]["exception"]
     assert records[1]["level"] == "warning" and records[1]["logger"] == "asyncio"
     assert len(records) == 2
+
+
+RESERVED = {"event", "request_id", "level", "timestamp"}
+VALUES = st.one_of(st.none(), st.booleans(), st.integers(), st.integers(min_value=2**63 - 2, max_value=2**80),
+                   st.floats(allow_nan=False), st.text())
+HOSTILE_FIELDS = st.dictionaries(st.text().filter(lambda k: k not in RESERVED), VALUES, max_size=12)
+
+
+@given(request_id=st.text(), fields=HOSTILE_FIELDS)
+def test_any_fields_make_one_ascii_json_line_with_exactly_them(request_id: str, fields: dict[str, object]) -> None:
+    stream = io.StringIO()
+    configure_logging("info", "json", stream)
+    try:
+        ACCESS_LOG.write(request_id, dict(fields))
+    finally:
+        configure_logging()
+    text = stream.getvalue()
+    assert text.endswith("\n") and text.count("\n") == 1 and text.isascii()
+    written = json.loads(text)
+    assert written.pop("timestamp")
+    assert written == {"event": "request", "request_id": request_id, "level": "info", **fields}
+
+
+@given(fields=HOSTILE_FIELDS)
+def test_orjson_when_installed_writes_the_same_values_as_the_standard_encoder(fields: dict[str, object]) -> None:
+    encode = logs._orjson_encoder(logs._standard_encode_line)
+    if encode is logs._standard_encode_line:
+        pytest.skip("orjson is not installed")
+    text = encode(fields)
+    assert text.isascii() and json.loads(text) == json.loads(logs._standard_encode_line(fields))
