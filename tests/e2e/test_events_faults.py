@@ -75,10 +75,13 @@ async def test_redis_down_keeps_events_in_the_queue_until_it_returns(moto: MotoS
         redis = RedisServer()  # a new one on the same port, empty: as after a restart
         redis.port, redis.url = shared_port, redis_url
         redis.start()
-        for _ in range(20):  # bounded: each poll waits at most wait_seconds for messages
+        for _ in range(100):  # bounded: each poll waits at most wait_seconds for messages
             if sum(queue_depth(admin, url)) == 0:
                 break
             await source.poll_once()
+            # A poll while the store still counts as down returns at once (this test's
+            # sleep does not wait): give its retry (0.2 s) the time to ask Redis again.
+            await asyncio.sleep(0.05)
         assert sum(queue_depth(admin, url)) == 0 and not source.delayed
         stored = await store.after("0-0", 10)
         assert sorted(e.event.id for e in stored) == sorted(json.loads(body)["id"] for body in bodies)
