@@ -223,13 +223,14 @@ def why_missed(results: dict[str, Any], rows: list[dict[str, Any]],
         out.append("- **p99 growth**: from c=16 on the core is saturated, so added latency is time queued behind "
                    f"a full core and p99 is the tail of that queue{spread}. Less CPU per request is the lever.")
     if "start to ready" in missed:
-        out.append("- **Start to ready**: importing aiohttp, botocore and the proxy takes most of it "
-                   "(`benchmarks/startup_breakdown.py`: build ~45 ms, imports ~0.4-0.55 s on this machine); "
-                   "botocore's session (credential chain) is needed before the first signature, aiohttp's "
-                   "server before the first request.")
+        out.append("- **Start to ready**: imports take most of it (`benchmarks/startup_breakdown.py`); aiohttp is "
+                   "no longer imported (both ports are proxy/serve/http_server.py), so the largest piece left is "
+                   "botocore's session (session -> client -> waiter -> docs, ~80-90 ms), which the credential "
+                   "chain needs before the first signature.")
     if "the access line's share of a request (instructions" in missed:
-        out.append("- **Access line**: most of its instructions are the JSON encoding of the line (the C encoder, "
-                   "one dict of ~16 fields per request); writing is batched per loop turn and is not in the count.")
+        out.append("- **Access line**: most of its instructions are the JSON encoding of the line (orjson when "
+                   "installed, the fast extra; else the standard C encoder, ~10x slower); lines are written in "
+                   "batches at most 50 ms apart, and the write is not in the count.")
     if {"idle RSS (after ready)", "RSS under load (peak"} & missed:
         line = ("- **Memory**: `benchmarks/footprint.py` breaks RSS down by phase; why it rises under "
                 "64 KiB answers at c=64: benchmarks/README.md, \"Memory under load\"")
