@@ -545,7 +545,7 @@ class HttpConnection(asyncio.Protocol):
             self._close()
             raise
         except Exception:
-            log.exception("data_connection_failed")
+            log.exception("http_connection_failed")
             self._close()
 
     def _discard_rest(self, request: HttpRequest) -> bool:
