@@ -521,7 +521,7 @@ class HttpConnection(asyncio.Protocol):
                         self._waiter = None
                 item = queue.popleft()
                 if self._reading_paused and len(queue) <= MAX_QUEUED_REQUESTS // 2:
-                    self._resume_reading_for_queue()
+                    self._resume_reading()
                 if isinstance(item, str):
                     self._answer_refusal(item)
                     return
@@ -598,14 +598,6 @@ class HttpConnection(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.transport.close()
 
-    def close_if_idle(self) -> bool:
-        """Close the connection unless a request on it is being answered (the drain)."""
-        if self._busy or self._queue:
-            self.close_after_answer = True
-            return False
-        self._close()
-        return True
-
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -637,9 +629,6 @@ class HttpConnection(asyncio.Protocol):
         self._pause_reading()
 
     def resume_body(self) -> None:
-        self._resume_reading()
-
-    def _resume_reading_for_queue(self) -> None:
         self._resume_reading()
 
     def _pause_reading(self) -> None:
@@ -754,10 +743,6 @@ class HttpServer:
     def stop_accepting(self) -> None:
         for server in self._servers:
             server.close()
-
-    def close_idle(self) -> None:
-        for connection in list(self.connections):
-            connection.close_if_idle()
 
     async def close(self) -> None:
         self.stop_accepting()
