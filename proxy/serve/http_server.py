@@ -170,12 +170,8 @@ class Body:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    @property
-    def complete(self) -> bool:
-        """Every byte of the body has arrived (it may still be unread)."""
-        return self._eof
-
     def is_eof(self) -> bool:
+        """Every byte of the body has arrived (it may still be unread)."""
         return self._eof
 
     def read_nowait(self) -> bytes:
@@ -551,10 +547,10 @@ class HttpConnection(asyncio.Protocol):
     def _discard_rest(self, request: HttpRequest) -> bool:
         """Drop what the handler left of the body; whether all of it had arrived."""
         request.content.read_nowait()
-        return request.content.complete
+        return request.content.is_eof()
 
     def _close_after(self, request: HttpRequest) -> None:
-        if request.content.complete or self.closed:
+        if request.content.is_eof() or self.closed:
             self._close()
         else:
             self._linger()

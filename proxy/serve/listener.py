@@ -43,8 +43,7 @@ class ServedApp(Protocol):
 class PortRunner:
     """One port running: its app's contexts entered, its server listening."""
 
-    def __init__(self, app: ServedApp, server: HttpServer, contexts: list[AsyncIterator[None]]) -> None:
-        self.app = app
+    def __init__(self, server: HttpServer, contexts: list[AsyncIterator[None]]) -> None:
         self.server = server
         self._contexts = contexts
 
@@ -118,7 +117,7 @@ async def start_listener(
         raise
     server = HttpServer(app.handle, malformed=malformed_answer, header_timeout=limits.header_timeout_seconds,
                         idle_timeout=limits.idle_timeout_seconds, on_refused=on_refused, ssl_context=ssl_context)
-    runner = PortRunner(app, server, contexts)
+    runner = PortRunner(server, contexts)
     try:
         await server.listen(sockets)
     except BaseException:
